@@ -1,0 +1,166 @@
+"""`ar` command line: database migrations, Kafka topics, dev tokens, running the services."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services import SERVICE_PORTS
+from shared.auth import mint_token
+from shared.messaging.kafka import ensure_topics
+from shared.migrations import upgrade
+from shared.settings import ServiceSettings
+from shared.topics import all_event_topics
+
+app = typer.Typer(help="Ledgerline operations.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+auth_app = typer.Typer(help="Development tokens.", no_args_is_help=True)
+services_app = typer.Typer(help="Run and check the five services.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(auth_app, name="auth")
+app.add_typer(services_app, name="services")
+console = Console(stderr=True)
+
+
+def service_settings(name: str) -> ServiceSettings:
+    if name not in SERVICE_PORTS:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICE_PORTS)}")
+    module = importlib.import_module(f"services.{name}.config")
+    settings: ServiceSettings = getattr(module, f"{name.capitalize()}Settings")()
+    return settings
+
+
+def _selected(service: list[str] | None) -> list[str]:
+    return service or list(SERVICE_PORTS)
+
+
+@db_app.command("migrate")
+def db_migrate(
+    service: list[str] = typer.Option(None, "--service", "-s", help="Only these services."),  # noqa: B008
+) -> None:
+    """Upgrade each service's schema to the latest revision, as the service's own role."""
+    for name in _selected(service):
+        settings = service_settings(name)
+        asyncio.run(upgrade(name, settings.dsn()))
+        console.print(f"[green]migrated[/] {name}")
+
+
+@kafka_app.command("topics")
+def kafka_topics(partitions: int = typer.Option(3, min=1, max=256)) -> None:
+    """Create every event topic and its DLQ (infinite retention) if missing."""
+    settings = service_settings("invoice").kafka
+    created = asyncio.run(ensure_topics(settings, all_event_topics(), partitions=partitions))
+    console.print(f"[green]topics ready[/] ({len(created)} created)")
+
+
+@auth_app.command("token")
+def auth_token(
+    tenant: str = typer.Option(..., help="Tenant the token is scoped to."),
+    scope: list[str] = typer.Option(..., "--scope", help="Repeat for each scope."),  # noqa: B008
+    subject: str = typer.Option("dev-client", help="Client or user id (the event actor)."),
+    ttl: int = typer.Option(3600, help="Seconds until expiry.", min=1, max=7 * 24 * 3600),
+) -> None:
+    """Mint a development bearer token signed with the local key (never for production)."""
+    settings = service_settings("invoice").auth
+    typer.echo(mint_token(settings, subject=subject, tenant_id=tenant, scopes=scope, ttl_seconds=ttl))
+
+
+def _wait_ready(names: list[str], timeout: float) -> dict[str, str]:
+    """Poll /readyz until every service answers 200 or the timeout passes; returns problems."""
+    deadline = time.monotonic() + timeout
+    pending = dict.fromkeys(names, "not started")
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            try:
+                r = httpx.get(f"http://127.0.0.1:{SERVICE_PORTS[name]}/readyz", timeout=2)
+                if r.status_code == 200:
+                    del pending[name]
+                else:
+                    pending[name] = "; ".join(r.json().get("problems", [])) or str(r.status_code)
+            except httpx.HTTPError as exc:
+                pending[name] = type(exc).__name__
+        if pending:
+            time.sleep(0.5)
+    return pending
+
+
+@services_app.command("run")
+def services_run(
+    service: list[str] = typer.Option(None, "--service", "-s"),  # noqa: B008
+    ready_timeout: float = typer.Option(60.0, help="Seconds to wait for every /readyz."),
+    detach: bool = typer.Option(False, help="Start, wait until ready, then return."),
+) -> None:
+    """Start the services with uvicorn, wait until ready, print their URLs; Ctrl-C stops them."""
+    names = _selected(service)
+    log_dir = os.environ.get("LEDGERLINE_STATE_DIR", "/var/tmp/ledgerline") + "/logs"
+    os.makedirs(log_dir, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for name in names:
+        port = str(SERVICE_PORTS[name])
+        log_file = open(f"{log_dir}/{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        procs[name] = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [sys.executable, "-m", "uvicorn", "--factory", f"services.{name}.api.app:create_app",
+             "--host", "127.0.0.1", "--port", port, "--no-access-log"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=detach,
+        )
+    problems = _wait_ready(names, ready_timeout)
+    table = Table(title="Ledgerline services")
+    for column in ("service", "url", "docs", "state"):
+        table.add_column(column)
+    for name in names:
+        url = f"http://127.0.0.1:{SERVICE_PORTS[name]}"
+        table.add_row(name, url, f"{url}/docs", problems.get(name, "ready"))
+    Console().print(table)
+    if problems:
+        for proc in procs.values():
+            proc.terminate()
+        console.print(f"[red]not ready:[/] {problems} (logs in {log_dir})")
+        raise typer.Exit(1)
+    if detach:
+        return
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop and all(p.poll() is None for p in procs.values()):
+        time.sleep(0.5)
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@services_app.command("check")
+def services_check(
+    service: list[str] = typer.Option(None, "--service", "-s"),  # noqa: B008
+    timeout: float = typer.Option(5.0),
+) -> None:
+    """Exit 0 when every selected service's /readyz answers 200."""
+    problems = _wait_ready(_selected(service), timeout)
+    for name in _selected(service):
+        console.print(f"{name}: {problems.get(name, 'ready')}")
+    if problems:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

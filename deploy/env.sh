@@ -1,0 +1,215 @@
+# shellcheck shell=bash
+# deploy/env.sh - shared settings and helpers for the Ledgerline local infrastructure scripts.
+#
+# Sourced by every script under deploy/ and safe to source from an interactive shell:
+#     source deploy/env.sh && psql "$LEDGERLINE_ADMIN_DSN"
+# Every setting can be overridden by exporting it before sourcing. This file only defines
+# variables and functions; it never changes shell options and never exits the caller's shell
+# (only ll_die does, and it is meant for scripts).
+#
+# All server state (data, logs, pid files, the Kafka jar cache) lives under
+# LEDGERLINE_STATE_DIR, outside the repository, so the repository may live anywhere, including
+# a directory the `postgres` OS user cannot read.
+
+# --- settings (override by exporting before sourcing) ----------------------------------------
+: "${LEDGERLINE_STATE_DIR:=/var/tmp/ledgerline}"
+
+: "${LEDGERLINE_PG_HOST:=127.0.0.1}"
+: "${LEDGERLINE_PG_PORT:=55432}"
+: "${LEDGERLINE_PG_DB:=ledgerline}"
+: "${LEDGERLINE_PG_SUPERUSER:=postgres}"
+: "${LEDGERLINE_PG_SUPERUSER_PASSWORD:=ledgerline_admin}"
+# OS account that owns and runs the PostgreSQL server when the scripts are invoked as root.
+: "${LEDGERLINE_PG_OS_USER:=postgres}"
+
+: "${LEDGERLINE_KAFKA_HOST:=127.0.0.1}"
+: "${LEDGERLINE_KAFKA_PORT:=59092}"
+: "${LEDGERLINE_KAFKA_CONTROLLER_PORT:=59093}"
+# Word-split on purpose so several JVM flags can be given, e.g. "-Xms256m -Xmx768m".
+: "${LEDGERLINE_KAFKA_HEAP:=-Xmx768m}"
+: "${LEDGERLINE_KAFKA_JVM_OPTS:=-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
+
+# Readiness / shutdown timeouts, in seconds.
+: "${LEDGERLINE_PG_START_TIMEOUT:=60}"
+: "${LEDGERLINE_KAFKA_START_TIMEOUT:=90}"
+: "${LEDGERLINE_KAFKA_STOP_TIMEOUT:=30}"
+
+# --- derived values ----------------------------------------------------------------------------
+LEDGERLINE_DEPLOY_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+LEDGERLINE_LOG_DIR="$LEDGERLINE_STATE_DIR/logs"
+LEDGERLINE_PG_DIR="$LEDGERLINE_STATE_DIR/pg"
+LEDGERLINE_PG_DATA="$LEDGERLINE_PG_DIR/data"
+LEDGERLINE_PG_RUN_DIR="$LEDGERLINE_PG_DIR/run"
+LEDGERLINE_PG_LOG="$LEDGERLINE_LOG_DIR/postgres.log"
+LEDGERLINE_KAFKA_DIR="$LEDGERLINE_STATE_DIR/kafka"
+LEDGERLINE_KAFKA_LIBS="$LEDGERLINE_KAFKA_DIR/libs"
+LEDGERLINE_KAFKA_DATA="$LEDGERLINE_KAFKA_DIR/data"
+LEDGERLINE_KAFKA_PID_FILE="$LEDGERLINE_KAFKA_DIR/kafka.pid"
+LEDGERLINE_KAFKA_CLUSTER_ID_FILE="$LEDGERLINE_KAFKA_DIR/cluster.id"
+LEDGERLINE_KAFKA_PROPS="$LEDGERLINE_KAFKA_DIR/server.properties"
+LEDGERLINE_KAFKA_LOG="$LEDGERLINE_LOG_DIR/kafka.log"
+
+LEDGERLINE_ADMIN_DSN="${LEDGERLINE_ADMIN_DSN:-postgresql://${LEDGERLINE_PG_SUPERUSER}:${LEDGERLINE_PG_SUPERUSER_PASSWORD}@${LEDGERLINE_PG_HOST}:${LEDGERLINE_PG_PORT}/${LEDGERLINE_PG_DB}}"
+LEDGERLINE_KAFKA_BOOTSTRAP="${LEDGERLINE_KAFKA_BOOTSTRAP:-${LEDGERLINE_KAFKA_HOST}:${LEDGERLINE_KAFKA_PORT}}"
+
+export LEDGERLINE_STATE_DIR LEDGERLINE_PG_HOST LEDGERLINE_PG_PORT LEDGERLINE_PG_DB \
+  LEDGERLINE_PG_SUPERUSER LEDGERLINE_PG_SUPERUSER_PASSWORD LEDGERLINE_PG_OS_USER \
+  LEDGERLINE_KAFKA_HOST LEDGERLINE_KAFKA_PORT LEDGERLINE_KAFKA_CONTROLLER_PORT \
+  LEDGERLINE_KAFKA_HEAP LEDGERLINE_KAFKA_JVM_OPTS LEDGERLINE_PG_START_TIMEOUT \
+  LEDGERLINE_KAFKA_START_TIMEOUT LEDGERLINE_KAFKA_STOP_TIMEOUT \
+  LEDGERLINE_ADMIN_DSN LEDGERLINE_KAFKA_BOOTSTRAP
+
+# --- helpers -----------------------------------------------------------------------------------
+ll_log() { printf '[ledgerline] %s\n' "$*" >&2; }
+ll_warn() { printf '[ledgerline] WARNING: %s\n' "$*" >&2; }
+# Print an error and exit. For scripts only (it exits the current shell).
+ll_die() {
+  printf '[ledgerline] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+ll_is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Print the last N (default 60) lines of a log file, framed, to stderr.
+ll_tail_log() {
+  local file="$1" lines="${2:-60}"
+  if [ -r "$file" ]; then
+    printf -- '----- last %s lines of %s -----\n' "$lines" "$file" >&2
+    tail -n "$lines" -- "$file" >&2 || true
+    printf -- '----- end of %s -----\n' "$file" >&2
+  else
+    printf '(log file %s does not exist or is not readable)\n' "$file" >&2
+  fi
+}
+
+# True when something accepts TCP connections on host:port (2 s timeout, bash /dev/tcp only).
+ll_tcp_open() {
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# Directory holding the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_isready, psql):
+# the newest /usr/lib/postgresql/<major>/bin, else `pg_config --bindir`. Returns 1 if none.
+ll_pg_bindir() {
+  local dir best="" best_major=-1 major
+  for dir in /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/pg_ctl" ] || continue
+    major="${dir#/usr/lib/postgresql/}"
+    major="${major%/bin}"
+    case "$major" in *[!0-9]* | "") continue ;; esac
+    if [ "$major" -gt "$best_major" ]; then
+      best_major="$major"
+      best="$dir"
+    fi
+  done
+  if [ -z "$best" ] && command -v pg_config >/dev/null 2>&1; then
+    dir="$(pg_config --bindir 2>/dev/null || true)"
+    [ -n "$dir" ] && [ -x "$dir/pg_ctl" ] && best="$dir"
+  fi
+  [ -n "$best" ] || return 1
+  printf '%s\n' "$best"
+}
+
+# Run a command as the PostgreSQL OS user when we are root (PostgreSQL refuses to run as root),
+# directly otherwise. Runs from / so a cwd the postgres user cannot read (e.g. a 0700 checkout)
+# does not break initdb/pg_ctl.
+ll_as_pg() {
+  if ll_is_root; then
+    (cd / && runuser -u "$LEDGERLINE_PG_OS_USER" -- "$@")
+  else
+    (cd / && "$@")
+  fi
+}
+
+# Create a directory owned by the PostgreSQL OS user (when root) with the given mode.
+ll_pg_mkdir() {
+  local dir="$1" mode="${2:-0700}"
+  mkdir -p -- "$dir"
+  if ll_is_root; then
+    chown "$LEDGERLINE_PG_OS_USER:" -- "$dir"
+  fi
+  chmod "$mode" -- "$dir"
+}
+
+# Install Debian packages with apt-get; `apt-get update` runs at most once per script run.
+# Uses sudo -n when not root and sudo is available; otherwise fails with a clear message.
+ll_apt_install() {
+  [ "$#" -gt 0 ] || return 0
+  local -a sudo=()
+  if ! ll_is_root; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      ll_die "missing packages: $* - install them with 'apt-get install $*' (needs root)"
+    fi
+  fi
+  command -v apt-get >/dev/null 2>&1 || ll_die "apt-get not found; install these packages manually: $*"
+  if [ -z "${LL_APT_UPDATED:-}" ]; then
+    ll_log "apt-get update"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+      ll_die "apt-get update failed"
+    LL_APT_UPDATED=1
+    export LL_APT_UPDATED
+  fi
+  ll_log "apt-get install $*"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" ||
+    ll_die "apt-get install $* failed"
+}
+
+# Make sure the PostgreSQL server and client binaries are installed. Installing Debian's
+# `postgresql` package normally also creates and starts a "main" cluster on port 5432; we do not
+# want that, so postgresql-common is installed first and cluster auto-creation switched off
+# (the same thing the official postgres Docker image does).
+ll_ensure_postgres_installed() {
+  if ll_pg_bindir >/dev/null && [ -x "$(ll_pg_bindir)/initdb" ] && [ -x "$(ll_pg_bindir)/psql" ]; then
+    return 0
+  fi
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    ll_apt_install postgresql-common
+  fi
+  if [ -w /etc/postgresql-common/createcluster.conf ] &&
+    grep -qE '^#?[[:space:]]*create_main_cluster[[:space:]]*=[[:space:]]*true' /etc/postgresql-common/createcluster.conf; then
+    sed -ri 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*$/create_main_cluster = false/' \
+      /etc/postgresql-common/createcluster.conf
+  fi
+  ll_apt_install postgresql postgresql-client
+  ll_pg_bindir >/dev/null || ll_die "PostgreSQL installed but no server binaries found under /usr/lib/postgresql/*/bin"
+}
+
+# Make sure a Java runtime (>= 11) and, if requested, Maven are installed.
+ll_ensure_java_installed() {
+  local want_mvn="${1:-}"
+  local -a pkgs=()
+  command -v java >/dev/null 2>&1 || pkgs+=(openjdk-17-jre-headless)
+  if [ -n "$want_mvn" ] && ! command -v mvn >/dev/null 2>&1; then
+    pkgs+=(maven)
+  fi
+  [ "${#pkgs[@]}" -eq 0 ] || ll_apt_install "${pkgs[@]}"
+  command -v java >/dev/null 2>&1 || ll_die "java not found on PATH after installation"
+  local ver
+  ver="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^[[:space:]]*java\.specification\.version = //p' | head -n1)"
+  case "$ver" in
+    1.* | "") ll_die "Kafka needs Java 11 or newer; found java.specification.version='${ver:-unknown}' ($(command -v java))" ;;
+  esac
+  [ "$ver" -ge 11 ] 2>/dev/null || ll_die "Kafka needs Java 11 or newer; found $ver"
+}
+
+# Take an exclusive lock for the rest of the calling script (released automatically at exit).
+ll_lock() {
+  local name="$1" fd
+  mkdir -p -- "$LEDGERLINE_STATE_DIR"
+  exec {fd}>"$LEDGERLINE_STATE_DIR/.$name.lock"
+  if ! flock -w 300 "$fd"; then
+    ll_die "timed out waiting for lock $LEDGERLINE_STATE_DIR/.$name.lock (another deploy script running?)"
+  fi
+}
+
+# Refuse obviously dangerous state directories before anything deletes under them.
+ll_check_state_dir() {
+  case "$LEDGERLINE_STATE_DIR" in
+    "" | / | /root | /home | /tmp | /var | /var/tmp | /usr | /etc | "$HOME")
+      ll_die "refusing to use LEDGERLINE_STATE_DIR='$LEDGERLINE_STATE_DIR'" ;;
+    /*) ;;
+    *) ll_die "LEDGERLINE_STATE_DIR must be an absolute path (got '$LEDGERLINE_STATE_DIR')" ;;
+  esac
+}

@@ -1,0 +1,339 @@
+"""Consumer runtime: batched, de-duplicated, committed only after the database, with a DLQ.
+
+For each batch from Kafka, one database transaction records `(consumer_group, event_id)` in the
+inbox together with the handler's effects; Kafka offsets are committed only after that
+transaction commits. A redelivered event finds its inbox row and changes nothing. A message whose
+handler keeps failing is retried with backoff, then sent to `<topic>.dlq` with its origin and
+error in headers, marked `dead_lettered` in the inbox, and the partition moves on.
+
+Infrastructure failures (database or Kafka unreachable) are not the message's fault: the batch is
+rolled back, the partitions are rewound to the first uncommitted offset and retried later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from opentelemetry import trace
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import checked_schema
+from shared.events.envelope import EventEnvelope
+from shared.messaging.kafka import Headers, header
+from shared.tracing import context_from_traceparent, tracer
+from shared.topics import dlq_topic
+
+log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    topic: str
+    partition: int
+    offset: int
+    consumer_group: str
+    redriven: bool = False
+
+
+Handler = Callable[[AsyncSession, EventEnvelope, MessageContext], Awaitable[None]]
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed (unparseable); it goes to the DLQ at once."""
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    infra_failures: int = 0
+    last_error: str | None = None
+    lag_by_partition: dict[str, int] = field(default_factory=dict)
+
+
+def _is_infrastructure_error(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class _InfrastructureFailure(Exception):
+    pass
+
+
+class ConsumerRuntime:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        sessions: async_sessionmaker[AsyncSession],
+        schema: str,
+        group_id: str,
+        handler: Handler,
+        max_batch: int = 500,
+        max_retries: int = 3,
+        retry_backoff: float = 0.2,
+        fetch_timeout_ms: int = 500,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.sessions = sessions
+        self.schema = checked_schema(schema)
+        self.group_id = group_id
+        self.handler = handler
+        self.max_batch = max_batch
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.fetch_timeout_ms = fetch_timeout_ms
+        self.stats = ConsumerStats()
+        self._batch_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        s = self.schema
+        self._claim_sql = text(
+            f"""INSERT INTO {s}.inbox (consumer_group, event_id, outcome, topic, kafka_partition, kafka_offset)
+                VALUES (:group, :event_id, 'processed', :topic, :partition, :offset)
+                ON CONFLICT (consumer_group, event_id) DO NOTHING
+                RETURNING event_id"""
+        )
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        runtime = self
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+                # Wait for the batch in flight to commit (DB, then offsets) before giving up
+                # partitions, so the next owner starts exactly after what we finished.
+                async with runtime._batch_lock:
+                    log.info("group %s: partitions revoked %s", runtime.group_id, list(revoked))
+
+            async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+                log.info("group %s: partitions assigned %s", runtime.group_id, list(assigned))
+
+        return _Listener()
+
+    def stop(self) -> None:
+        """Graceful: the batch in flight finishes and commits, then the loop ends."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            batches = await self.consumer.getmany(
+                timeout_ms=self.fetch_timeout_ms, max_records=self.max_batch
+            )
+            records = [r for part in batches.values() for r in part]
+            if not records:
+                continue
+            async with self._batch_lock:
+                await self._process_until_done(records)
+
+    async def _process_until_done(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        backoff = self.retry_backoff
+        while True:
+            try:
+                await self.process_batch(records)
+                return
+            except _InfrastructureFailure as exc:
+                self.stats.infra_failures += 1
+                self.stats.last_error = repr(exc.__cause__ or exc)
+                log.warning("group %s: infrastructure failure, retrying batch in %.1fs: %s",
+                            self.group_id, backoff, self.stats.last_error)
+                if self._stopping.is_set():
+                    self._rewind(records)
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _rewind(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, offset)
+
+    # ---- one batch ---------------------------------------------------------------------------
+
+    async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply a batch in one transaction, then commit offsets. Public for tests."""
+        try:
+            async with self.sessions() as session, session.begin():
+                for record in records:
+                    await self._process_one(session, record)
+        except _InfrastructureFailure:
+            raise
+        except Exception as exc:
+            if _is_infrastructure_error(exc):
+                raise _InfrastructureFailure(str(exc)) from exc
+            raise
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, -1), r.offset + 1)
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:
+            # The effects are committed and the inbox makes redelivery harmless: log and go on.
+            log.warning("group %s: offset commit failed (%s); redelivery will be de-duplicated",
+                        self.group_id, exc)
+        self.stats.batches += 1
+
+    async def _process_one(self, session: AsyncSession, record: ConsumerRecord[bytes, bytes]) -> None:
+        ctx = MessageContext(record.topic, record.partition, record.offset, self.group_id)
+        try:
+            envelope = self._decode(record)
+        except PoisonMessage as exc:
+            await self._dead_letter(session, record, None, exc, attempts=1)
+            return
+        last_error: BaseException | None = None
+        for attempt in range(1, self.max_retries + 2):
+            try:
+                async with session.begin_nested():
+                    claimed = (
+                        await session.execute(
+                            self._claim_sql,
+                            {"group": self.group_id, "event_id": envelope.event_id,
+                             "topic": record.topic, "partition": record.partition,
+                             "offset": record.offset},
+                        )
+                    ).first()
+                    if claimed is None:
+                        self.stats.duplicates += 1
+                        return
+                    with _tracer.start_as_current_span(
+                        f"consume {record.topic}",
+                        context=context_from_traceparent(header(record.headers, "traceparent")),
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={"messaging.system": "kafka",
+                                    "messaging.consumer.group.name": self.group_id,
+                                    "messaging.destination.name": record.topic,
+                                    "ledgerline.event_id": str(envelope.event_id),
+                                    "ledgerline.event_type": envelope.event_type},
+                    ):
+                        await self.handler(session, envelope, ctx)
+                self.stats.processed += 1
+                return
+            except Exception as exc:
+                if _is_infrastructure_error(exc):
+                    raise _InfrastructureFailure(str(exc)) from exc
+                last_error = exc
+                log.warning("group %s: %s at %s:%d:%d failed (attempt %d): %r", self.group_id,
+                            envelope.event_type, record.topic, record.partition, record.offset,
+                            attempt, exc)
+                if attempt <= self.max_retries:
+                    await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+        assert last_error is not None
+        await self._dead_letter(session, record, envelope, last_error, attempts=self.max_retries + 1)
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> EventEnvelope:
+        if record.value is None:
+            raise PoisonMessage("empty message value")
+        try:
+            return EventEnvelope.from_json_bytes(record.value)
+        except Exception as exc:
+            raise PoisonMessage(f"not a valid event envelope: {exc}") from exc
+
+    async def _dead_letter(
+        self,
+        session: AsyncSession,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: EventEnvelope | None,
+        error: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        headers: Headers = [
+            (k, v) for k, v in (record.headers or ()) if not k.startswith("dlq.")
+        ]
+        headers += [
+            ("dlq.origin.topic", record.topic.encode()),
+            ("dlq.origin.partition", str(record.partition).encode()),
+            ("dlq.origin.offset", str(record.offset).encode()),
+            ("dlq.consumer_group", self.group_id.encode()),
+            ("dlq.error.type", type(error).__name__.encode()),
+            ("dlq.error.message", str(error)[:2000].encode()),
+            ("dlq.error.trace", "".join(traceback.format_exception(error))[-4000:].encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        try:
+            await self.producer.send_and_wait(
+                dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+            )
+        except Exception as exc:
+            raise _InfrastructureFailure(f"DLQ publish failed: {exc}") from exc
+        if envelope is not None:
+            await session.execute(
+                text(
+                    f"""INSERT INTO {self.schema}.inbox
+                            (consumer_group, event_id, outcome, topic, kafka_partition, kafka_offset)
+                        VALUES (:group, :event_id, 'dead_lettered', :topic, :partition, :offset)
+                        ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'dead_lettered'"""
+                ),
+                {"group": self.group_id, "event_id": envelope.event_id, "topic": record.topic,
+                 "partition": record.partition, "offset": record.offset},
+            )
+        self.stats.dead_lettered += 1
+        log.error("group %s: %s:%d:%d dead-lettered after %d attempts: %r", self.group_id,
+                  record.topic, record.partition, record.offset, attempts, error)
+
+    # ---- DLQ re-drive ------------------------------------------------------------------------
+
+    async def redrive(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        """Re-apply one DLQ message. Idempotent: an event already processed is left alone.
+
+        Returns 'processed', 'already_processed' or raises the handler's error again.
+        """
+        envelope = self._decode(record)
+        origin_topic = header(record.headers, "dlq.origin.topic") or record.topic
+        origin_partition = int(header(record.headers, "dlq.origin.partition") or record.partition)
+        origin_offset = int(header(record.headers, "dlq.origin.offset") or record.offset)
+        ctx = MessageContext(origin_topic, origin_partition, origin_offset, self.group_id, True)
+        async with self.sessions() as session, session.begin():
+            row = (
+                await session.execute(
+                    text(
+                        f"""SELECT outcome FROM {self.schema}.inbox
+                            WHERE consumer_group = :group AND event_id = :event_id FOR UPDATE"""
+                    ),
+                    {"group": self.group_id, "event_id": envelope.event_id},
+                )
+            ).first()
+            if row is not None and row.outcome == "processed":
+                return "already_processed"
+            await self.handler(session, envelope, ctx)
+            await session.execute(
+                text(
+                    f"""INSERT INTO {self.schema}.inbox
+                            (consumer_group, event_id, outcome, topic, kafka_partition, kafka_offset)
+                        VALUES (:group, :event_id, 'processed', :topic, :partition, :offset)
+                        ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'processed',
+                            processed_at = now()"""
+                ),
+                {"group": self.group_id, "event_id": envelope.event_id, "topic": origin_topic,
+                 "partition": origin_partition, "offset": origin_offset},
+            )
+        return "processed"
+
+
+def dlq_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    """The DLQ metadata of a record, for listing and inspection."""
+    return {
+        k: v.decode(errors="replace") for k, v in (record.headers or ()) if k.startswith("dlq.")
+    }

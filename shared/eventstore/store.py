@@ -1,0 +1,220 @@
+"""Append-only event store on Postgres with optimistic concurrency.
+
+Appends run inside the caller's session/transaction, so a command's state changes and its events
+commit together or not at all: there is no second write to forget.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from shared.db import checked_schema
+from shared.errors import ConcurrencyConflict, NotFound
+from shared.events.envelope import EventEnvelope, NewEvent
+
+ANY_VERSION = -1
+"""expected_version meaning 'append whatever the stream's version is' (no concurrency check)."""
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in the relay order: (writer's transaction id, global position)."""
+
+    transaction_id: int
+    global_position: int
+
+    @classmethod
+    def start(cls) -> Position:
+        return cls(0, 0)
+
+
+@dataclass(frozen=True)
+class AppendContext:
+    """Envelope fields that come from the request, not from the domain decision."""
+
+    tenant_id: str
+    actor: str
+    customer_id: str | None = None
+    correlation_id: uuid.UUID | None = None
+    causation_id: uuid.UUID | None = None
+    traceparent: str | None = None
+
+
+_COLUMNS = """global_position, transaction_id::text AS transaction_id, event_id, stream_id,
+    stream_version, event_type, schema_version, tenant_id, customer_id, occurred_at, recorded_at,
+    correlation_id, causation_id, actor, traceparent, payload"""
+
+
+def _row_to_envelope(row: Any) -> EventEnvelope:
+    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    return EventEnvelope(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        schema_version=row.schema_version,
+        stream_id=row.stream_id,
+        stream_version=row.stream_version,
+        occurred_at=row.occurred_at,
+        recorded_at=row.recorded_at,
+        tenant_id=row.tenant_id,
+        customer_id=row.customer_id,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        actor=row.actor,
+        traceparent=row.traceparent,
+        payload=payload,
+        global_position=row.global_position,
+    )
+
+
+class EventStore:
+    """The events table of one service schema."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = checked_schema(schema)
+        s = self.schema
+        self._head_sql = text(
+            f"""SELECT stream_version, tenant_id,
+                       transaction_id > pg_current_xact_id() AS written_after_us
+                FROM {s}.events WHERE stream_id = :stream_id
+                ORDER BY stream_version DESC LIMIT 1"""
+        )
+        self._insert_sql = text(
+            f"""INSERT INTO {s}.events (event_id, stream_id, stream_version, event_type,
+                    schema_version, tenant_id, customer_id, occurred_at, correlation_id,
+                    causation_id, actor, traceparent, payload)
+                SELECT * FROM unnest(
+                    CAST(:event_ids AS uuid[]), CAST(:stream_ids AS text[]),
+                    CAST(:versions AS int[]), CAST(:types AS text[]), CAST(:schema_versions AS int[]),
+                    CAST(:tenants AS text[]), CAST(:customers AS text[]),
+                    CAST(:occurred AS timestamptz[]), CAST(:correlations AS uuid[]),
+                    CAST(:causations AS uuid[]), CAST(:actors AS text[]),
+                    CAST(:traceparents AS text[]), CAST(:payloads AS jsonb[]))
+                RETURNING {_COLUMNS}"""
+        )
+
+    async def append(
+        self,
+        session: AsyncSession | AsyncConnection,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        context: AppendContext,
+    ) -> list[EventEnvelope]:
+        """Append `events` after `expected_version` (0 for a new stream, ANY_VERSION to skip the check).
+
+        Raises ConcurrencyConflict when the stream moved on, including when a concurrent writer
+        wins the race on the primary key; the transaction is then aborted and must be retried
+        from the read (that is what the unit of work does).
+        """
+        if not events:
+            return []
+        head = (await session.execute(self._head_sql, {"stream_id": stream_id})).first()
+        current = head.stream_version if head else 0
+        if head is not None and head.tenant_id != context.tenant_id:
+            raise NotFound(f"stream {stream_id} not found", {"stream_id": stream_id})
+        if expected_version != ANY_VERSION and current != expected_version:
+            raise ConcurrencyConflict(
+                f"stream {stream_id} is at version {current}, expected {expected_version}",
+                {"stream_id": stream_id, "current_version": current, "expected_version": expected_version},
+            )
+        if head is not None and head.written_after_us:
+            # Our transaction id predates the writer of the version we build on: the relay orders
+            # by transaction id, so appending would publish this stream out of order. Retry.
+            raise ConcurrencyConflict(
+                f"stream {stream_id} was written by a younger transaction; retry",
+                {"stream_id": stream_id, "current_version": current},
+            )
+        params = _columns(stream_id, current, events, context)
+        try:
+            rows = (await session.execute(self._insert_sql, params)).all()
+        except IntegrityError as exc:
+            if "events_pkey" in str(exc.orig):
+                raise ConcurrencyConflict(
+                    f"stream {stream_id} was appended to concurrently",
+                    {"stream_id": stream_id, "expected_version": expected_version},
+                ) from None
+            raise
+        return sorted((_row_to_envelope(r) for r in rows), key=lambda e: e.stream_version)
+
+    async def read_stream(
+        self,
+        session: AsyncSession | AsyncConnection,
+        stream_id: str,
+        *,
+        tenant_id: str,
+        from_version: int = 1,
+        to_version: int | None = None,
+    ) -> list[EventEnvelope]:
+        """A stream's events in version order, only if they belong to the caller's tenant."""
+        rows = await session.execute(
+            text(
+                f"""SELECT {_COLUMNS} FROM {self.schema}.events
+                    WHERE stream_id = :stream_id AND tenant_id = :tenant_id
+                      AND stream_version >= :from_version
+                      AND (CAST(:to_version AS int) IS NULL OR stream_version <= :to_version)
+                    ORDER BY stream_version"""
+            ),
+            {"stream_id": stream_id, "tenant_id": tenant_id, "from_version": from_version,
+             "to_version": to_version},
+        )
+        return [_row_to_envelope(r) for r in rows]
+
+    async def read_all(
+        self,
+        session: AsyncSession | AsyncConnection,
+        after: Position,
+        *,
+        limit: int = 1000,
+        tenant_id: str | None = None,
+    ) -> list[tuple[Position, EventEnvelope]]:
+        """Events after `after` in relay order, never past a transaction that may still commit.
+
+        Only rows written by transactions older than the oldest one still running are returned:
+        those can no longer be joined by a row that sorts before them, so a reader that resumes
+        from the last returned position never skips an event whose transaction committed late.
+        """
+        rows = await session.execute(
+            text(
+                f"""SELECT {_COLUMNS} FROM {self.schema}.events
+                    WHERE (transaction_id, global_position) >
+                          (CAST(CAST(:xid AS text) AS xid8), :pos)
+                      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                      AND (CAST(:tenant_id AS text) IS NULL OR tenant_id = :tenant_id)
+                    ORDER BY transaction_id, global_position
+                    LIMIT :limit"""
+            ),
+            {"xid": str(after.transaction_id), "pos": after.global_position, "limit": limit,
+             "tenant_id": tenant_id},
+        )
+        return [
+            (Position(int(r.transaction_id), r.global_position), _row_to_envelope(r)) for r in rows
+        ]
+
+
+def _columns(
+    stream_id: str, current: int, events: Sequence[NewEvent], ctx: AppendContext
+) -> dict[str, list[Any]]:
+    n = len(events)
+    return {
+        "event_ids": [e.event_id for e in events],
+        "stream_ids": [stream_id] * n,
+        "versions": list(range(current + 1, current + 1 + n)),
+        "types": [e.event_type for e in events],
+        "schema_versions": [e.schema_version for e in events],
+        "tenants": [ctx.tenant_id] * n,
+        "customers": [ctx.customer_id] * n,
+        "occurred": [e.occurred_at for e in events],
+        "correlations": [ctx.correlation_id] * n,
+        "causations": [ctx.causation_id] * n,
+        "actors": [ctx.actor] * n,
+        "traceparents": [ctx.traceparent] * n,
+        "payloads": [json.dumps(e.payload, separators=(",", ":")) for e in events],
+    }

@@ -1,0 +1,1 @@
+"""Kafka adapters: producer/consumer factories, headers, topic administration."""

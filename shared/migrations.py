@@ -1,0 +1,88 @@
+"""Alembic plumbing shared by the services' migration folders.
+
+Each service has `services/<name>/migrations/` with its own revisions and a version table in its
+own schema; `env.py` there is three lines that call `run_env`. Migrations run as the service's
+own login role, which owns its schema (created by deploy/postgres/bootstrap.sql).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db import checked_schema
+from shared.eventstore.schema import drop_kernel_ddl, kernel_ddl
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def alembic_config(service: str, schema: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.attributes["schema"] = checked_schema(schema or service)
+    return cfg
+
+
+async def upgrade(service: str, dsn: str, *, schema: str | None = None, revision: str = "head") -> None:
+    """Bring a service schema to `revision` from inside a running event loop."""
+    cfg = alembic_config(service, schema)
+    engine = create_async_engine(dsn)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_run_command, cfg, "upgrade", revision)
+    finally:
+        await engine.dispose()
+
+
+async def downgrade(service: str, dsn: str, *, schema: str | None = None, revision: str = "base") -> None:
+    cfg = alembic_config(service, schema)
+    engine = create_async_engine(dsn)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_run_command, cfg, "downgrade", revision)
+    finally:
+        await engine.dispose()
+
+
+def _run_command(connection: Connection, cfg: Config, name: str, revision: str) -> None:
+    cfg.attributes["connection"] = connection
+    getattr(command, name)(cfg, revision)
+
+
+def run_env() -> None:
+    """Body of every service's migrations/env.py (online mode, on the connection handed in)."""
+    cfg = context.config
+    schema = cfg.attributes["schema"]
+    connection: Connection | None = cfg.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through `ar db migrate` (shared.migrations.upgrade)")
+    connection.execute(text(f"SET LOCAL search_path TO {checked_schema(schema)}"))
+    context.configure(
+        connection=connection,
+        version_table_schema=schema,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        context.run_migrations(schema=schema)
+
+
+def apply_kernel(op: Any, schema: str) -> None:
+    for statement in kernel_ddl(schema):
+        op.execute(statement)
+
+
+def drop_kernel(op: Any, schema: str) -> None:
+    for statement in drop_kernel_ddl(schema):
+        op.execute(statement)
+
+
+def current_schema() -> str:
+    """The schema the running migration targets (a test can point a service at a scratch schema)."""
+    return str(context.config.attributes["schema"])
+

@@ -1,0 +1,224 @@
+"""Outbox relay: publishes a service's events table to Kafka, in order, never skipping one.
+
+The events table is the outbox. The relay reads in (transaction id, position) order and only
+below the oldest running transaction (EventStore.read_all), so an event whose transaction
+commits after later ones is still published, just not before it exists. Each batch is sent with
+an idempotent producer (acks=all) and the checkpoint is moved only after Kafka acknowledged every
+message: a crash in between re-publishes (at-least-once), and consumers de-duplicate by event_id.
+
+Only one relay per service publishes: the leader holds a Postgres advisory lock on the very
+connection it reads and checkpoints with, so losing that connection also loses leadership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.eventstore.store import EventStore, Position
+from shared.events.envelope import EventEnvelope
+from shared.messaging.kafka import envelope_headers
+from shared.tracing import context_from_traceparent, current_traceparent, tracer
+from shared.topics import event_topic
+
+log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+
+TopicRouter = Callable[[EventEnvelope], str]
+
+
+def service_router(service: str) -> TopicRouter:
+    """`invoice-<id>` in service `invoice` goes to `ar.invoice.invoice.v1`."""
+    return lambda envelope: event_topic(service, envelope.aggregate)
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    is_leader: bool = False
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        schema: str,
+        producer: AIOKafkaProducer,
+        router: TopicRouter,
+        *,
+        name: str = "kafka",
+        batch_size: int = 1000,
+        poll_interval: float = 0.05,
+        before_checkpoint: Callable[[list[EventEnvelope]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = EventStore(schema)
+        self.producer = producer
+        self.router = router
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.stats = RelayStats()
+        # Test hook: runs after Kafka acknowledged a batch, before the checkpoint moves.
+        self._before_checkpoint = before_checkpoint
+        self._lock_key = zlib.crc32(f"ledgerline-relay:{schema}:{name}".encode())
+        self._conn: AsyncConnection | None = None
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Publish until stop(); survive database and Kafka outages by retrying with backoff."""
+        backoff = self.poll_interval
+        while not self._stopping.is_set():
+            try:
+                if not await self._ensure_leader():
+                    await self._sleep(1.0)
+                    continue
+                sent = await self.publish_batch()
+                backoff = self.poll_interval
+                if sent < self.batch_size:
+                    await self._sleep(self.poll_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay %s failed; retrying in %.1fs", self.name, backoff)
+                await self._release()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        await self._release()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _ensure_leader(self) -> bool:
+        if self._conn is not None and not self._conn.closed:
+            return True
+        conn = await self.engine.connect()
+        try:
+            got = (
+                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
+            ).scalar_one()
+            await conn.commit()
+        except Exception:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            self.stats.is_leader = False
+            return False
+        log.info("relay %s on schema %s is the leader", self.name, self.store.schema)
+        self._conn = conn
+        self.stats.is_leader = True
+        return True
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        self.stats.is_leader = False
+        if conn is not None:
+            try:
+                await conn.close()  # closing the session releases the advisory lock
+            except Exception:
+                log.debug("closing relay connection failed", exc_info=True)
+
+    async def publish_batch(self) -> int:
+        """Publish the next batch (leader only); returns how many events were sent."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("publish_batch needs leadership; call run() or acquire() first")
+        checkpoint = await self._checkpoint(conn)
+        batch = await self.store.read_all(conn, checkpoint, limit=self.batch_size)
+        await conn.commit()
+        if not batch:
+            return 0
+        futures = []
+        for _, envelope in batch:
+            topic = self.router(envelope)
+            with _tracer.start_as_current_span(
+                f"publish {topic}",
+                context=context_from_traceparent(envelope.traceparent),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": topic,
+                            "ledgerline.event_id": str(envelope.event_id),
+                            "ledgerline.event_type": envelope.event_type},
+            ):
+                futures.append(
+                    await self.producer.send(
+                        topic,
+                        value=envelope.to_json_bytes(),
+                        key=envelope.partition_key.encode(),
+                        headers=envelope_headers(envelope, current_traceparent()),
+                    )
+                )
+        await asyncio.gather(*futures)  # every message acknowledged by all in-sync replicas
+        if self._before_checkpoint is not None:
+            await self._before_checkpoint([e for _, e in batch])
+        last = batch[-1][0]
+        await conn.execute(
+            text(
+                f"""INSERT INTO {self.store.schema}.relay_checkpoints
+                        (relay_name, transaction_id, global_position, published_total)
+                    VALUES (:name, CAST(CAST(:xid AS text) AS xid8), :pos, :n)
+                    ON CONFLICT (relay_name) DO UPDATE SET
+                        transaction_id = EXCLUDED.transaction_id,
+                        global_position = EXCLUDED.global_position,
+                        published_total = relay_checkpoints.published_total + :n,
+                        updated_at = now()"""
+            ),
+            {"name": self.name, "xid": str(last.transaction_id), "pos": last.global_position,
+             "n": len(batch)},
+        )
+        await conn.commit()
+        self.stats.published += len(batch)
+        self.stats.batches += 1
+        return len(batch)
+
+    async def acquire(self) -> bool:
+        """Try to become the leader without running the loop (tests and one-shot tools)."""
+        return await self._ensure_leader()
+
+    async def release(self) -> None:
+        await self._release()
+
+    async def _checkpoint(self, conn: AsyncConnection) -> Position:
+        row = (
+            await conn.execute(
+                text(
+                    f"""SELECT transaction_id::text AS xid, global_position
+                        FROM {self.store.schema}.relay_checkpoints WHERE relay_name = :name"""
+                ),
+                {"name": self.name},
+            )
+        ).first()
+        return Position(int(row.xid), row.global_position) if row else Position.start()
+
+
+async def backlog(conn: AsyncConnection, schema: str, name: str = "kafka") -> int:
+    """Events committed but not yet published (for /metrics and `ar` status)."""
+    store = EventStore(schema)
+    row = (
+        await conn.execute(
+            text(
+                f"""SELECT count(*) FROM {store.schema}.events e
+                    WHERE (e.transaction_id, e.global_position) > COALESCE(
+                        (SELECT (c.transaction_id, c.global_position)
+                           FROM {store.schema}.relay_checkpoints c WHERE c.relay_name = :name),
+                        ('0'::xid8, 0::bigint))"""
+            ),
+            {"name": name},
+        )
+    ).scalar_one()
+    return int(row)

@@ -1,0 +1,225 @@
+"""Consumer runtime against real Postgres and Kafka: dedupe, DLQ, retries, re-drive, rebalance."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.consumer import ConsumerRuntime, MessageContext
+from shared.events.envelope import EventEnvelope
+from shared.messaging.kafka import envelope_headers, header, make_consumer, make_producer
+from shared.settings import KafkaSettings
+from shared.tests.kafka_helpers import read_topic
+from shared.topics import dlq_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    p = make_producer(kafka_settings, "test-consumer")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def effects_table(scratch_schema: str, sessions: async_sessionmaker[AsyncSession]) -> str:
+    """A table with no uniqueness: a double effect would show as a second row."""
+    async with sessions() as s, s.begin():
+        await s.execute(text(f"CREATE TABLE {scratch_schema}.effects (event_id uuid, label text)"))
+    return f"{scratch_schema}.effects"
+
+
+def make_envelope(label: str, customer: str = "c1") -> EventEnvelope:
+    now = datetime.now(UTC)
+    return EventEnvelope(
+        event_id=uuid.uuid4(), event_type="ThingHappened", schema_version=1,
+        stream_id=f"thing-{uuid.uuid4()}", stream_version=1, occurred_at=now, recorded_at=now,
+        tenant_id="acme", customer_id=customer, actor="client:test", payload={"label": label},
+    )
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, *items: EventEnvelope | bytes) -> None:
+    for item in items:
+        if isinstance(item, bytes):
+            await producer.send_and_wait(topic, value=item, key=b"c1")
+        else:
+            await producer.send_and_wait(topic, value=item.to_json_bytes(),
+                                         key=item.partition_key.encode(),
+                                         headers=envelope_headers(item))
+
+
+class Recorder:
+    """The handler under test: writes one effect row per event, can be told to fail."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.fail_labels: dict[str, int] = {}  # label -> how many more times to fail
+        self.calls: Counter[str] = Counter()
+
+    async def __call__(self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext) -> None:
+        label = e.payload["label"]
+        self.calls[label] += 1
+        await session.execute(text(f"INSERT INTO {self.table} VALUES (:id, :label)"),
+                              {"id": e.event_id, "label": label})
+        remaining = self.fail_labels.get(label, 0)
+        if remaining:
+            self.fail_labels[label] = remaining - 1
+            raise ValueError(f"handler refuses {label}")
+
+
+def runtime(kafka_settings: KafkaSettings, producer: AIOKafkaProducer,
+            sessions: async_sessionmaker[AsyncSession], schema: str, group: str, topic: str,
+            handler: Recorder) -> ConsumerRuntime:
+    consumer = make_consumer(kafka_settings, group)
+    rt = ConsumerRuntime(consumer=consumer, producer=producer, sessions=sessions, schema=schema,
+                         group_id=group, handler=handler, max_batch=50, max_retries=2,
+                         retry_backoff=0.01, fetch_timeout_ms=100)
+    consumer.subscribe([topic], listener=rt.rebalance_listener())
+    return rt
+
+
+async def run_until(rt: ConsumerRuntime, done: object, timeout: float = 30.0) -> None:
+    await rt.consumer.start()
+    task = asyncio.create_task(rt.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done() and asyncio.get_running_loop().time() < deadline:  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+    finally:
+        rt.stop()
+        await task
+        await rt.consumer.stop()
+
+
+async def effect_labels(sessions: async_sessionmaker[AsyncSession], table: str) -> list[str]:
+    async with sessions() as s:
+        return [r.label for r in await s.execute(text(f"SELECT label FROM {table} ORDER BY label"))]
+
+
+async def test_redelivery_after_a_crash_before_offset_commit_changes_nothing(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
+    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+) -> None:
+    batch = [make_envelope(f"e{i}", customer=f"c{i % 3}") for i in range(12)]
+    await publish(producer, fresh_topic, *batch, batch[0])  # and a relay-style duplicate
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
+
+    crashing = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+
+    async def lost_commit(*_: object, **__: object) -> None:
+        raise ConnectionError("process died before committing offsets")
+
+    crashing.consumer.commit = lost_commit  # type: ignore[method-assign]
+    await run_until(crashing, lambda: crashing.stats.processed + crashing.stats.duplicates >= 13)
+    assert crashing.stats.processed == 12 and crashing.stats.duplicates == 1
+
+    again = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(again, lambda: again.stats.duplicates >= 13)
+    assert again.stats.processed == 0 and again.stats.duplicates == 13  # all redelivered, no effect
+    assert await effect_labels(sessions, effects_table) == sorted(f"e{i}" for i in range(12))
+
+
+async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves_on(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
+    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+) -> None:
+    failing = make_envelope("bad")
+    await publish(producer, fresh_topic, make_envelope("ok1"), b"\x00not json", failing,
+                  make_envelope("ok2"))  # all key c1: one partition, in this order
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
+    handler.fail_labels["bad"] = 99
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(rt, lambda: rt.stats.processed >= 2 and rt.stats.dead_lettered >= 2)
+
+    assert await effect_labels(sessions, effects_table) == ["ok1", "ok2"]  # failed effects rolled back
+    assert handler.calls["bad"] == 3  # first try + 2 retries with backoff
+    dead = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=2)
+    assert len(dead) == 2
+    poison, bad = sorted(dead, key=lambda r: int(header(r.headers, "dlq.origin.offset") or 0))
+    assert poison.value == b"\x00not json"
+    assert header(poison.headers, "dlq.error.type") == "PoisonMessage"
+    assert header(bad.headers, "dlq.origin.topic") == fresh_topic
+    assert header(bad.headers, "dlq.consumer_group") == group
+    assert header(bad.headers, "dlq.error.type") == "ValueError"
+    assert "handler refuses bad" in (header(bad.headers, "dlq.error.message") or "")
+    assert header(bad.headers, "dlq.attempts") == "3"
+    assert header(bad.headers, "event_id") == str(failing.event_id)  # origin headers kept
+
+    # offsets were committed past everything: a new member of the group gets nothing again
+    again = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(again, lambda: False, timeout=3)
+    assert again.stats.processed == again.stats.duplicates == again.stats.dead_lettered == 0
+
+    # once the cause is fixed, re-driving applies it exactly once
+    handler.fail_labels.clear()
+    assert await rt.redrive(bad) == "processed"
+    assert await rt.redrive(bad) == "already_processed"
+    assert await effect_labels(sessions, effects_table) == ["bad", "ok1", "ok2"]
+    async with sessions() as s:
+        outcome = (await s.execute(text(
+            f"SELECT outcome FROM {scratch_schema}.inbox WHERE event_id = :id"), {"id": failing.event_id}
+        )).scalar_one()
+    assert outcome == "processed"
+
+
+async def test_a_transient_failure_is_retried_without_dlq(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
+    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+) -> None:
+    await publish(producer, fresh_topic, make_envelope("flaky"), make_envelope("after"))
+    handler = Recorder(effects_table)
+    handler.fail_labels["flaky"] = 2
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, f"g-{uuid.uuid4().hex[:6]}",
+                 fresh_topic, handler)
+    await run_until(rt, lambda: rt.stats.processed >= 2)
+    assert rt.stats.dead_lettered == 0
+    assert await effect_labels(sessions, effects_table) == ["after", "flaky"]
+
+
+async def test_rebalance_between_two_members_loses_nothing_and_doubles_nothing(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
+    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+) -> None:
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
+    first = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    second = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await first.consumer.start()
+    first_task = asyncio.create_task(first.run())
+    total = 300
+
+    async def feed() -> None:
+        for i in range(total):
+            await publish(producer, fresh_topic, make_envelope(f"m{i:03d}", customer=f"c{i % 7}"))
+            if i % 50 == 0:
+                await asyncio.sleep(0.05)
+
+    feeder = asyncio.create_task(feed())
+    await asyncio.sleep(0.5)
+    await second.consumer.start()  # joins: partitions move from first to second mid-stream
+    second_task = asyncio.create_task(second.run())
+    await asyncio.sleep(1.0)
+    first.stop()  # leaves gracefully: its partitions move back to second
+    await first_task
+    await first.consumer.stop()
+    await feeder
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        if len(await effect_labels(sessions, effects_table)) >= total:
+            break
+        await asyncio.sleep(0.1)
+    second.stop()
+    await second_task
+    await second.consumer.stop()
+    labels = await effect_labels(sessions, effects_table)
+    assert labels == sorted(f"m{i:03d}" for i in range(total))
+    assert first.stats.processed > 0 and second.stats.processed > 0

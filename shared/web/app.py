@@ -1,0 +1,71 @@
+"""The one way a service builds its FastAPI app: health, readiness, errors, auth, tracing, lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from shared.logs import setup_logging
+from shared.outbox import TopicRouter
+from shared.settings import ServiceSettings
+from shared.tracing import setup_tracing
+from shared.web.errors import install_error_handlers
+from shared.web.middleware import RequestContextMiddleware
+from shared.web.runtime import ConsumerSpec, ServiceRuntime
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str = "",
+    routers: Sequence[APIRouter] = (),
+    consumers: Sequence[ConsumerSpec] = (),
+    topic_router: TopicRouter | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(settings.service_name, settings.telemetry.log_level)
+        setup_tracing(f"ledgerline-{settings.service_name}", settings.telemetry)
+        runtime = ServiceRuntime.create(settings)
+        app.state.runtime = runtime
+        await runtime.start(list(consumers), topic_router)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: database and Kafka reachable",
+        responses={503: {"description": "not ready"}},
+    )
+    async def readyz() -> Any:
+        runtime: ServiceRuntime = app.state.runtime
+        problems = [p for p in (await runtime.check_database(), await runtime.check_kafka()) if p]
+        relay = runtime.relay
+        body = {
+            "status": "ready" if not problems else "not_ready",
+            "service": settings.service_name,
+            "problems": problems,
+            "relay_leader": relay.stats.is_leader if relay else None,
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    for router in routers:
+        app.include_router(router)
+    return app

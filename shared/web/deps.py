@@ -1,0 +1,94 @@
+"""FastAPI dependencies: the caller's principal, a tenant-scoped request context, sessions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal, verify_token
+from shared.errors import Unauthenticated
+from shared.eventstore.store import AppendContext
+from shared.idempotency import fingerprint, run_idempotent
+from shared.logs import correlation_id_var
+from shared.tracing import current_traceparent
+from shared.web.runtime import ServiceRuntime
+
+_bearer = HTTPBearer(auto_error=False, description="OAuth2 client-credentials JWT")
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("missing bearer token")
+    return verify_token(credentials.credentials, runtime_of(request).settings.auth)
+
+
+class Requires:
+    """`Depends(Requires("invoices:write"))`: authenticated, and holding every named scope."""
+
+    def __init__(self, *scopes: str) -> None:
+        self.scopes = scopes
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
+        principal.require(*self.scopes)
+        return principal
+
+
+def append_context(principal: Principal, customer_id: str | None = None) -> AppendContext:
+    """Envelope fields from the request: tenant and actor from the token, ids from the context."""
+    cid = correlation_id_var.get()
+    return AppendContext(
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        customer_id=customer_id,
+        correlation_id=uuid.UUID(cid) if cid else None,
+        traceparent=current_traceparent(),
+    )
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with runtime_of(request).sessions() as session:
+        yield session
+
+
+async def create_idempotently(
+    request: Request,
+    principal: Principal,
+    operation: Any,
+) -> JSONResponse:
+    """Run a creating command in one transaction, honouring an optional Idempotency-Key header.
+
+    `operation(session) -> (status_code, json_body)`; it must not commit (this does).
+    """
+    runtime = runtime_of(request)
+    key = request.headers.get("idempotency-key")
+    async with runtime.sessions() as session, session.begin():
+        if key is None:
+            status, body = await operation(session)
+            return JSONResponse(body, status_code=status)
+        stored = await run_idempotent(
+            session,
+            runtime.settings.schema_name,
+            tenant_id=principal.tenant_id,
+            key=key,
+            request_fingerprint=fingerprint(request.method, request.url.path, await request.body()),
+            operation=operation,
+        )
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
+    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)

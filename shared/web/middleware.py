@@ -1,0 +1,71 @@
+"""Per-request context: correlation id, server span (continuing an incoming traceparent), access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.logs import correlation_id_var
+from shared.tracing import context_from_traceparent, tracer
+
+log = logging.getLogger("ledgerline.access")
+_tracer = tracer(__name__)
+CORRELATION_HEADER = "x-correlation-id"
+
+
+def _valid_uuid(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+class RequestContextMiddleware:
+    """A plain ASGI middleware (no BaseHTTPMiddleware): it sits on every request's hot path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        correlation_id = _valid_uuid(headers.get(CORRELATION_HEADER)) or str(uuid.uuid4())
+        token = correlation_id_var.set(correlation_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"], (CORRELATION_HEADER.encode(), correlation_id.encode())
+                ]
+            await send(message)
+
+        method, path = scope["method"], scope["path"]
+        try:
+            with _tracer.start_as_current_span(
+                f"{method} {path}",
+                context=context_from_traceparent(headers.get("traceparent")),
+                kind=trace.SpanKind.SERVER,
+                attributes={"http.request.method": method, "url.path": path,
+                            "ledgerline.correlation_id": correlation_id},
+            ) as span:
+                await self.app(scope, receive, send_with_context)
+                span.set_attribute("http.response.status_code", status)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if path not in ("/healthz", "/readyz"):
+                log.info("%s %s %d", method, path, status,
+                         extra={"status": status, "duration_ms": round(elapsed_ms, 2)})
+            correlation_id_var.reset(token)

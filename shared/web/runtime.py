@@ -1,0 +1,137 @@
+"""What a running service process holds: engine, Kafka producer, relay and consumer tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.consumer import ConsumerRuntime, Handler
+from shared.db import make_engine, make_sessionmaker
+from shared.messaging.kafka import make_consumer, make_producer
+from shared.outbox import OutboxRelay, TopicRouter, service_router
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer group a service runs: which topics, and the handler applying each event."""
+
+    group_id: str
+    topics: tuple[str, ...]
+    handler: Handler
+
+
+@dataclass
+class ServiceRuntime:
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer | None = None
+    relay: OutboxRelay | None = None
+    consumers: list[ConsumerRuntime] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: ServiceSettings) -> ServiceRuntime:
+        engine = make_engine(settings.dsn(), pool_size=settings.db_pool_size,
+                             application_name=f"ledgerline-{settings.service_name}")
+        return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+
+    async def start(
+        self,
+        consumer_specs: list[ConsumerSpec],
+        router: TopicRouter | None = None,
+    ) -> None:
+        s = self.settings
+        if s.run_relay or (s.run_consumers and consumer_specs):
+            self.producer = make_producer(s.kafka, f"{s.service_name}-producer")
+            await _retrying(self.producer.start, f"{s.service_name}: Kafka producer")
+        if s.run_relay and self.producer is not None:
+            self.relay = OutboxRelay(
+                self.engine, s.schema_name, self.producer, router or service_router(s.service_name),
+                batch_size=s.kafka.relay_batch_size, poll_interval=s.kafka.relay_poll_interval_seconds,
+            )
+            self._spawn(self.relay.run(), "relay")
+        if s.run_consumers and self.producer is not None:
+            for spec in consumer_specs:
+                consumer = make_consumer(s.kafka, spec.group_id)
+                runtime = ConsumerRuntime(
+                    consumer=consumer, producer=self.producer, sessions=self.sessions,
+                    schema=s.schema_name, group_id=spec.group_id, handler=spec.handler,
+                    max_batch=s.kafka.consumer_max_batch, max_retries=s.kafka.consumer_max_retries,
+                    retry_backoff=s.kafka.consumer_retry_backoff_seconds,
+                )
+                consumer.subscribe(list(spec.topics), listener=runtime.rebalance_listener())
+                await _retrying(consumer.start, f"{spec.group_id}: Kafka consumer")
+                self.consumers.append(runtime)
+                self._spawn(runtime.run(), f"consumer {spec.group_id}")
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        task.add_done_callback(_report_crash)
+        self.tasks.append(task)
+
+    async def stop(self) -> None:
+        """Graceful: the relay and consumers finish their batch, then connections close."""
+        if self.relay is not None:
+            self.relay.stop()
+        for consumer in self.consumers:
+            consumer.stop()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=15)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*pending, return_exceptions=True)
+        for consumer in self.consumers:
+            with contextlib.suppress(Exception):
+                await consumer.consumer.stop()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        await self.engine.dispose()
+
+    async def check_database(self) -> str | None:
+        """None when healthy, else the reason (for /readyz)."""
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+            return None
+        except Exception as exc:
+            return f"database: {type(exc).__name__}: {exc}"[:300]
+
+    async def check_kafka(self) -> str | None:
+        if self.producer is None:
+            return None if not self.settings.run_relay else "kafka: producer not started"
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
+            return None
+        except Exception as exc:
+            return f"kafka: {type(exc).__name__}: {exc}"[:300]
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+async def _retrying(start: Callable[[], object], what: str, attempts: int = 30) -> None:
+    """Services come up before or after Kafka; wait for it rather than crash-looping."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await start()  # type: ignore[misc]
+            return
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s not reachable yet (%s); retry %d/%d", what, exc, attempt, attempts)
+            await asyncio.sleep(1)
