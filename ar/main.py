@@ -48,7 +48,7 @@ def _selected(service: list[str] | None) -> list[str]:
 
 @db_app.command("migrate")
 def db_migrate(
-    service: list[str] = typer.Option(None, "--service", "-s", help="Only these services."),  # noqa: B008
+    service: list[str] = typer.Option(None, "--service", "-s", help="Only these services."),
 ) -> None:
     """Upgrade each service's schema to the latest revision, as the service's own role."""
     for name in _selected(service):
@@ -68,13 +68,15 @@ def kafka_topics(partitions: int = typer.Option(3, min=1, max=256)) -> None:
 @auth_app.command("token")
 def auth_token(
     tenant: str = typer.Option(..., help="Tenant the token is scoped to."),
-    scope: list[str] = typer.Option(..., "--scope", help="Repeat for each scope."),  # noqa: B008
+    scope: list[str] = typer.Option(..., "--scope", help="Repeat for each scope."),
     subject: str = typer.Option("dev-client", help="Client or user id (the event actor)."),
     ttl: int = typer.Option(3600, help="Seconds until expiry.", min=1, max=7 * 24 * 3600),
 ) -> None:
     """Mint a development bearer token signed with the local key (never for production)."""
     settings = service_settings("invoice").auth
-    typer.echo(mint_token(settings, subject=subject, tenant_id=tenant, scopes=scope, ttl_seconds=ttl))
+    typer.echo(
+        mint_token(settings, subject=subject, tenant_id=tenant, scopes=scope, ttl_seconds=ttl)
+    )
 
 
 def _wait_ready(names: list[str], timeout: float) -> dict[str, str]:
@@ -98,22 +100,34 @@ def _wait_ready(names: list[str], timeout: float) -> dict[str, str]:
 
 @services_app.command("run")
 def services_run(
-    service: list[str] = typer.Option(None, "--service", "-s"),  # noqa: B008
+    service: list[str] = typer.Option(None, "--service", "-s"),
     ready_timeout: float = typer.Option(60.0, help="Seconds to wait for every /readyz."),
     detach: bool = typer.Option(False, help="Start, wait until ready, then return."),
 ) -> None:
     """Start the services with uvicorn, wait until ready, print their URLs; Ctrl-C stops them."""
     names = _selected(service)
-    log_dir = os.environ.get("LEDGERLINE_STATE_DIR", "/var/tmp/ledgerline") + "/logs"
+    log_dir = os.environ.get("LEDGERLINE_STATE_DIR", "/var/tmp/ledgerline") + "/logs"  # noqa: S108
     os.makedirs(log_dir, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name in names:
         port = str(SERVICE_PORTS[name])
-        log_file = open(f"{log_dir}/{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log_file = open(f"{log_dir}/{name}.log", "ab")
         procs[name] = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [sys.executable, "-m", "uvicorn", "--factory", f"services.{name}.api.app:create_app",
-             "--host", "127.0.0.1", "--port", port, "--no-access-log"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=detach,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"services.{name}.api.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--no-access-log",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
         )
     problems = _wait_ready(names, ready_timeout)
     table = Table(title="Ledgerline services")
@@ -151,7 +165,7 @@ def services_run(
 
 @services_app.command("check")
 def services_check(
-    service: list[str] = typer.Option(None, "--service", "-s"),  # noqa: B008
+    service: list[str] = typer.Option(None, "--service", "-s"),
     timeout: float = typer.Option(5.0),
 ) -> None:
     """Exit 0 when every selected service's /readyz answers 200."""

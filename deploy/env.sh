@@ -195,12 +195,15 @@ ll_ensure_java_installed() {
 }
 
 # Take an exclusive lock for the rest of the calling script (released automatically at exit).
+# The lock fd number is kept in LL_LOCK_FD: long-lived children (the servers) must be started with
+# `{LL_LOCK_FD}>&-` so they do not inherit the fd and hold the lock forever.
+LL_LOCK_FD=""
 ll_lock() {
-  local name="$1" fd
+  local name="$1"
   mkdir -p -- "$LEDGERLINE_STATE_DIR"
-  exec {fd}>"$LEDGERLINE_STATE_DIR/.$name.lock"
-  if ! flock -w 300 "$fd"; then
-    ll_die "timed out waiting for lock $LEDGERLINE_STATE_DIR/.$name.lock (another deploy script running?)"
+  exec {LL_LOCK_FD}>"$LEDGERLINE_STATE_DIR/.$name.lock"
+  if ! flock -w 300 "$LL_LOCK_FD"; then
+    ll_die "timed out after 300s waiting for lock $LEDGERLINE_STATE_DIR/.$name.lock (another deploy script running? 'fuser -v' on that file shows who holds it)"
   fi
 }
 

@@ -97,8 +97,12 @@ def verify_token(token: str, settings: AuthSettings) -> Principal:
         raise Unauthenticated("token has no valid tenant claim", {"claim": settings.tenant_claim})
     subject = str(claims["sub"])
     kind = claims.get("client_kind", "client")
-    return Principal(subject=subject, tenant_id=tenant, scopes=_scopes(claims),
-                     client_kind=kind if kind in ("client", "user", "portal") else "client")
+    return Principal(
+        subject=subject,
+        tenant_id=tenant,
+        scopes=_scopes(claims),
+        client_kind=kind if kind in ("client", "user", "portal") else "client",
+    )
 
 
 def mint_token(

@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import checked_schema
 from shared.events.envelope import EventEnvelope
 from shared.messaging.kafka import Headers, header
-from shared.tracing import context_from_traceparent, tracer
 from shared.topics import dlq_topic
+from shared.tracing import context_from_traceparent, tracer
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -151,8 +151,12 @@ class ConsumerRuntime:
             except _InfrastructureFailure as exc:
                 self.stats.infra_failures += 1
                 self.stats.last_error = repr(exc.__cause__ or exc)
-                log.warning("group %s: infrastructure failure, retrying batch in %.1fs: %s",
-                            self.group_id, backoff, self.stats.last_error)
+                log.warning(
+                    "group %s: infrastructure failure, retrying batch in %.1fs: %s",
+                    self.group_id,
+                    backoff,
+                    self.stats.last_error,
+                )
                 if self._stopping.is_set():
                     self._rewind(records)
                     return
@@ -190,11 +194,16 @@ class ConsumerRuntime:
             await self.consumer.commit(offsets)
         except Exception as exc:
             # The effects are committed and the inbox makes redelivery harmless: log and go on.
-            log.warning("group %s: offset commit failed (%s); redelivery will be de-duplicated",
-                        self.group_id, exc)
+            log.warning(
+                "group %s: offset commit failed (%s); redelivery will be de-duplicated",
+                self.group_id,
+                exc,
+            )
         self.stats.batches += 1
 
-    async def _process_one(self, session: AsyncSession, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _process_one(
+        self, session: AsyncSession, record: ConsumerRecord[bytes, bytes]
+    ) -> None:
         ctx = MessageContext(record.topic, record.partition, record.offset, self.group_id)
         try:
             envelope = self._decode(record)
@@ -208,9 +217,13 @@ class ConsumerRuntime:
                     claimed = (
                         await session.execute(
                             self._claim_sql,
-                            {"group": self.group_id, "event_id": envelope.event_id,
-                             "topic": record.topic, "partition": record.partition,
-                             "offset": record.offset},
+                            {
+                                "group": self.group_id,
+                                "event_id": envelope.event_id,
+                                "topic": record.topic,
+                                "partition": record.partition,
+                                "offset": record.offset,
+                            },
                         )
                     ).first()
                     if claimed is None:
@@ -220,11 +233,13 @@ class ConsumerRuntime:
                         f"consume {record.topic}",
                         context=context_from_traceparent(header(record.headers, "traceparent")),
                         kind=trace.SpanKind.CONSUMER,
-                        attributes={"messaging.system": "kafka",
-                                    "messaging.consumer.group.name": self.group_id,
-                                    "messaging.destination.name": record.topic,
-                                    "ledgerline.event_id": str(envelope.event_id),
-                                    "ledgerline.event_type": envelope.event_type},
+                        attributes={
+                            "messaging.system": "kafka",
+                            "messaging.consumer.group.name": self.group_id,
+                            "messaging.destination.name": record.topic,
+                            "ledgerline.event_id": str(envelope.event_id),
+                            "ledgerline.event_type": envelope.event_type,
+                        },
                     ):
                         await self.handler(session, envelope, ctx)
                 self.stats.processed += 1
@@ -233,13 +248,22 @@ class ConsumerRuntime:
                 if _is_infrastructure_error(exc):
                     raise _InfrastructureFailure(str(exc)) from exc
                 last_error = exc
-                log.warning("group %s: %s at %s:%d:%d failed (attempt %d): %r", self.group_id,
-                            envelope.event_type, record.topic, record.partition, record.offset,
-                            attempt, exc)
+                log.warning(
+                    "group %s: %s at %s:%d:%d failed (attempt %d): %r",
+                    self.group_id,
+                    envelope.event_type,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    attempt,
+                    exc,
+                )
                 if attempt <= self.max_retries:
                     await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
         assert last_error is not None
-        await self._dead_letter(session, record, envelope, last_error, attempts=self.max_retries + 1)
+        await self._dead_letter(
+            session, record, envelope, last_error, attempts=self.max_retries + 1
+        )
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> EventEnvelope:
         if record.value is None:
@@ -258,9 +282,7 @@ class ConsumerRuntime:
         *,
         attempts: int,
     ) -> None:
-        headers: Headers = [
-            (k, v) for k, v in (record.headers or ()) if not k.startswith("dlq.")
-        ]
+        headers: Headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq.")]
         headers += [
             ("dlq.origin.topic", record.topic.encode()),
             ("dlq.origin.partition", str(record.partition).encode()),
@@ -286,12 +308,24 @@ class ConsumerRuntime:
                         VALUES (:group, :event_id, 'dead_lettered', :topic, :partition, :offset)
                         ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'dead_lettered'"""
                 ),
-                {"group": self.group_id, "event_id": envelope.event_id, "topic": record.topic,
-                 "partition": record.partition, "offset": record.offset},
+                {
+                    "group": self.group_id,
+                    "event_id": envelope.event_id,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                },
             )
         self.stats.dead_lettered += 1
-        log.error("group %s: %s:%d:%d dead-lettered after %d attempts: %r", self.group_id,
-                  record.topic, record.partition, record.offset, attempts, error)
+        log.error(
+            "group %s: %s:%d:%d dead-lettered after %d attempts: %r",
+            self.group_id,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            error,
+        )
 
     # ---- DLQ re-drive ------------------------------------------------------------------------
 
@@ -326,8 +360,13 @@ class ConsumerRuntime:
                         ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'processed',
                             processed_at = now()"""
                 ),
-                {"group": self.group_id, "event_id": envelope.event_id, "topic": origin_topic,
-                 "partition": origin_partition, "offset": origin_offset},
+                {
+                    "group": self.group_id,
+                    "event_id": envelope.event_id,
+                    "topic": origin_topic,
+                    "partition": origin_partition,
+                    "offset": origin_offset,
+                },
             )
         return "processed"
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -16,7 +21,9 @@ def checked_schema(name: str) -> str:
     return name
 
 
-def make_engine(dsn: str, *, pool_size: int = 10, application_name: str = "ledgerline") -> AsyncEngine:
+def make_engine(
+    dsn: str, *, pool_size: int = 10, application_name: str = "ledgerline"
+) -> AsyncEngine:
     return create_async_engine(
         dsn,
         pool_size=pool_size,

@@ -91,8 +91,9 @@ async def run_idempotent(
                 {"idempotency_key": key},
             )
         body = row.response_body
-        return StoredResponse(row.status_code, json.loads(body) if isinstance(body, str) else body,
-                              replayed=True)
+        return StoredResponse(
+            row.status_code, json.loads(body) if isinstance(body, str) else body, replayed=True
+        )
     status_code, body = await operation(session)
     await session.execute(
         text(

@@ -29,7 +29,9 @@ def alembic_config(service: str, schema: str | None = None) -> Config:
     return cfg
 
 
-async def upgrade(service: str, dsn: str, *, schema: str | None = None, revision: str = "head") -> None:
+async def upgrade(
+    service: str, dsn: str, *, schema: str | None = None, revision: str = "head"
+) -> None:
     """Bring a service schema to `revision` from inside a running event loop."""
     cfg = alembic_config(service, schema)
     engine = create_async_engine(dsn)
@@ -40,7 +42,9 @@ async def upgrade(service: str, dsn: str, *, schema: str | None = None, revision
         await engine.dispose()
 
 
-async def downgrade(service: str, dsn: str, *, schema: str | None = None, revision: str = "base") -> None:
+async def downgrade(
+    service: str, dsn: str, *, schema: str | None = None, revision: str = "base"
+) -> None:
     cfg = alembic_config(service, schema)
     engine = create_async_engine(dsn)
     try:
@@ -69,7 +73,7 @@ def run_env() -> None:
         transaction_per_migration=False,
     )
     with context.begin_transaction():
-        context.run_migrations(schema=schema)
+        context.run_migrations()
 
 
 def apply_kernel(op: Any, schema: str) -> None:
@@ -85,4 +89,3 @@ def drop_kernel(op: Any, schema: str) -> None:
 def current_schema() -> str:
     """The schema the running migration targets (a test can point a service at a scratch schema)."""
     return str(context.config.attributes["schema"])
-

@@ -23,11 +23,11 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.eventstore.store import EventStore, Position
 from shared.events.envelope import EventEnvelope
+from shared.eventstore.store import EventStore, Position
 from shared.messaging.kafka import envelope_headers
-from shared.tracing import context_from_traceparent, current_traceparent, tracer
 from shared.topics import event_topic
+from shared.tracing import context_from_traceparent, current_traceparent, tracer
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -151,9 +151,12 @@ class OutboxRelay:
                 f"publish {topic}",
                 context=context_from_traceparent(envelope.traceparent),
                 kind=trace.SpanKind.PRODUCER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name": topic,
-                            "ledgerline.event_id": str(envelope.event_id),
-                            "ledgerline.event_type": envelope.event_type},
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": topic,
+                    "ledgerline.event_id": str(envelope.event_id),
+                    "ledgerline.event_type": envelope.event_type,
+                },
             ):
                 futures.append(
                     await self.producer.send(
@@ -178,8 +181,12 @@ class OutboxRelay:
                         published_total = relay_checkpoints.published_total + :n,
                         updated_at = now()"""
             ),
-            {"name": self.name, "xid": str(last.transaction_id), "pos": last.global_position,
-             "n": len(batch)},
+            {
+                "name": self.name,
+                "xid": str(last.transaction_id),
+                "pos": last.global_position,
+                "n": len(batch),
+            },
         )
         await conn.commit()
         self.stats.published += len(batch)

@@ -30,7 +30,12 @@ async def save_checkpoint(
                 SET next_offset = GREATEST(projection_checkpoints.next_offset, EXCLUDED.next_offset),
                     updated_at = now()"""
         ),
-        {"projection": projection, "topic": topic, "partition": partition, "next_offset": next_offset},
+        {
+            "projection": projection,
+            "topic": topic,
+            "partition": partition,
+            "next_offset": next_offset,
+        },
     )
 
 
@@ -48,7 +53,9 @@ async def load_checkpoints(
     return {(r.topic, r.kafka_partition): r.next_offset for r in rows}
 
 
-async def reset_checkpoints(session: AsyncSession | AsyncConnection, schema: str, projection: str) -> None:
+async def reset_checkpoints(
+    session: AsyncSession | AsyncConnection, schema: str, projection: str
+) -> None:
     """For a rebuild from offset 0 (the projection's rows are rebuilt in shadow tables)."""
     await session.execute(
         text(f"DELETE FROM {checked_schema(schema)}.projection_checkpoints WHERE projection = :p"),

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 

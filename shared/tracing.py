@@ -58,4 +58,3 @@ def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
     if not traceparent:
         return otel_context.Context()
     return _propagator.extract({"traceparent": traceparent})
-

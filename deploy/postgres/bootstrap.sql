@@ -47,8 +47,9 @@ BEGIN
       END IF;
     END IF;
 
-    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', svc, role);
-    IF (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = svc) IS DISTINCT FROM quote_ident(role) THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = svc) THEN
+      EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', svc, role);
+    ELSIF (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = svc) IS DISTINCT FROM quote_ident(role) THEN
       EXECUTE format('ALTER SCHEMA %I OWNER TO %I', svc, role);
     END IF;
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', svc);

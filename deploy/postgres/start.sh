@@ -134,7 +134,8 @@ else
     ll_die "port $LEDGERLINE_PG_HOST:$LEDGERLINE_PG_PORT is already in use by another process (not the server in $LEDGERLINE_PG_DATA); stop it or set LEDGERLINE_PG_PORT"
   fi
   ll_log "starting PostgreSQL on $LEDGERLINE_PG_HOST:$LEDGERLINE_PG_PORT (log: $LEDGERLINE_PG_LOG)"
-  if ! pg_ctl -l "$LEDGERLINE_PG_LOG" -w -t "$LEDGERLINE_PG_START_TIMEOUT" start >/dev/null; then
+  # {LL_LOCK_FD}>&-: the postmaster must not inherit (and keep holding) our lock fd.
+  if ! pg_ctl -l "$LEDGERLINE_PG_LOG" -w -t "$LEDGERLINE_PG_START_TIMEOUT" start >/dev/null {LL_LOCK_FD}>&-; then
     ll_tail_log "$LEDGERLINE_PG_LOG"
     ll_die "PostgreSQL failed to start within ${LEDGERLINE_PG_START_TIMEOUT}s"
   fi

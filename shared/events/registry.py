@@ -61,7 +61,9 @@ class EventRegistry:
         def register(fn: Upcaster) -> Upcaster:
             spec = self.spec(event_type)
             if from_version >= spec.current_version:
-                raise ValueError(f"{event_type} v{from_version} is not older than the current model")
+                raise ValueError(
+                    f"{event_type} v{from_version} is not older than the current model"
+                )
             spec.upcasters[from_version] = fn
             return fn
 

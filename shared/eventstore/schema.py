@@ -100,5 +100,11 @@ def drop_kernel_ddl(schema: str) -> list[str]:
     s = checked_schema(schema)
     return [
         f"DROP TABLE IF EXISTS {s}.{table} CASCADE"
-        for table in ("idempotency_keys", "projection_checkpoints", "inbox", "relay_checkpoints", "events")
+        for table in (
+            "idempotency_keys",
+            "projection_checkpoints",
+            "inbox",
+            "relay_checkpoints",
+            "events",
+        )
     ] + [f"DROP FUNCTION IF EXISTS {s}.refuse_event_change()"]

@@ -123,7 +123,11 @@ class EventStore:
         if expected_version != ANY_VERSION and current != expected_version:
             raise ConcurrencyConflict(
                 f"stream {stream_id} is at version {current}, expected {expected_version}",
-                {"stream_id": stream_id, "current_version": current, "expected_version": expected_version},
+                {
+                    "stream_id": stream_id,
+                    "current_version": current,
+                    "expected_version": expected_version,
+                },
             )
         if head is not None and head.written_after_us:
             # Our transaction id predates the writer of the version we build on: the relay orders
@@ -162,8 +166,12 @@ class EventStore:
                       AND (CAST(:to_version AS int) IS NULL OR stream_version <= :to_version)
                     ORDER BY stream_version"""
             ),
-            {"stream_id": stream_id, "tenant_id": tenant_id, "from_version": from_version,
-             "to_version": to_version},
+            {
+                "stream_id": stream_id,
+                "tenant_id": tenant_id,
+                "from_version": from_version,
+                "to_version": to_version,
+            },
         )
         return [_row_to_envelope(r) for r in rows]
 
@@ -191,8 +199,12 @@ class EventStore:
                     ORDER BY transaction_id, global_position
                     LIMIT :limit"""
             ),
-            {"xid": str(after.transaction_id), "pos": after.global_position, "limit": limit,
-             "tenant_id": tenant_id},
+            {
+                "xid": str(after.transaction_id),
+                "pos": after.global_position,
+                "limit": limit,
+                "tenant_id": tenant_id,
+            },
         )
         return [
             (Position(int(r.transaction_id), r.global_position), _row_to_envelope(r)) for r in rows

@@ -101,8 +101,12 @@ async def ensure_topics(
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [
-                NewTopic(t, num_partitions=partitions, replication_factor=1,
-                         topic_configs=INFINITE_RETENTION)
+                NewTopic(
+                    t,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=INFINITE_RETENTION,
+                )
                 for t in missing
             ]
             try:

@@ -47,9 +47,16 @@ def test_wrong_audience_and_issuer_are_refused() -> None:
 
 def test_missing_or_malformed_tenant_is_refused() -> None:
     no_tenant = jwt.encode(
-        {"iss": SETTINGS.issuer, "aud": SETTINGS.audience, "sub": "x", "iat": int(time.time()),
-         "exp": int(time.time()) + 60, "scope": "a"},
-        SETTINGS.verification_key.get_secret_value(), algorithm="HS256",
+        {
+            "iss": SETTINGS.issuer,
+            "aud": SETTINGS.audience,
+            "sub": "x",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+            "scope": "a",
+        },
+        SETTINGS.verification_key.get_secret_value(),
+        algorithm="HS256",
     )
     with pytest.raises(Unauthenticated, match="tenant"):
         verify_token(no_tenant, SETTINGS)
@@ -68,7 +75,9 @@ def test_missing_scope_is_forbidden_not_unauthenticated() -> None:
 def test_tampered_and_foreign_signatures_are_refused() -> None:
     good = token()
     header, payload, signature = good.split(".")
-    forged = ".".join([header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")])
+    forged = ".".join(
+        [header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")]
+    )
     with pytest.raises(Unauthenticated, match="signature"):
         verify_token(forged, SETTINGS)
     other = AuthSettings(verification_key=SecretStr("another-secret-of-sufficient-length-123"))
@@ -78,9 +87,16 @@ def test_tampered_and_foreign_signatures_are_refused() -> None:
 
 def test_alg_none_and_algorithms_outside_the_allow_list_are_refused() -> None:
     unsigned = jwt.encode(
-        {"iss": SETTINGS.issuer, "aud": SETTINGS.audience, "sub": "x", "tenant_id": "acme",
-         "iat": int(time.time()), "exp": int(time.time()) + 60},
-        key=None, algorithm="none",
+        {
+            "iss": SETTINGS.issuer,
+            "aud": SETTINGS.audience,
+            "sub": "x",
+            "tenant_id": "acme",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+        },
+        key=None,  # type: ignore[arg-type]
+        algorithm="none",
     )
     with pytest.raises(Unauthenticated, match="algorithm"):
         verify_token(unsigned, SETTINGS)
@@ -94,12 +110,20 @@ def test_rs256_with_public_key_and_no_hs_confusion() -> None:
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    rs = AuthSettings(algorithms=["RS256"], verification_key=SecretStr(public_pem),
-                      signing_key=SecretStr(private_pem))
-    assert verify_token(mint_token(rs, subject="s", tenant_id="t1", scopes=["a"]), rs).tenant_id == "t1"
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    rs = AuthSettings(
+        algorithms=["RS256"],
+        verification_key=SecretStr(public_pem),
+        signing_key=SecretStr(private_pem),
+    )
+    assert (
+        verify_token(mint_token(rs, subject="s", tenant_id="t1", scopes=["a"]), rs).tenant_id
+        == "t1"
+    )
     # A token signed HS256 (e.g. with the public key as the secret) is refused by the allow-list.
     hs_token = mint_token(AuthSettings(), subject="s", tenant_id="t1", scopes=[])
     with pytest.raises(Unauthenticated, match="algorithm"):

@@ -42,9 +42,17 @@ async def effects_table(scratch_schema: str, sessions: async_sessionmaker[AsyncS
 def make_envelope(label: str, customer: str = "c1") -> EventEnvelope:
     now = datetime.now(UTC)
     return EventEnvelope(
-        event_id=uuid.uuid4(), event_type="ThingHappened", schema_version=1,
-        stream_id=f"thing-{uuid.uuid4()}", stream_version=1, occurred_at=now, recorded_at=now,
-        tenant_id="acme", customer_id=customer, actor="client:test", payload={"label": label},
+        event_id=uuid.uuid4(),
+        event_type="ThingHappened",
+        schema_version=1,
+        stream_id=f"thing-{uuid.uuid4()}",
+        stream_version=1,
+        occurred_at=now,
+        recorded_at=now,
+        tenant_id="acme",
+        customer_id=customer,
+        actor="client:test",
+        payload={"label": label},
     )
 
 
@@ -53,9 +61,12 @@ async def publish(producer: AIOKafkaProducer, topic: str, *items: EventEnvelope 
         if isinstance(item, bytes):
             await producer.send_and_wait(topic, value=item, key=b"c1")
         else:
-            await producer.send_and_wait(topic, value=item.to_json_bytes(),
-                                         key=item.partition_key.encode(),
-                                         headers=envelope_headers(item))
+            await producer.send_and_wait(
+                topic,
+                value=item.to_json_bytes(),
+                key=item.partition_key.encode(),
+                headers=envelope_headers(item),
+            )
 
 
 class Recorder:
@@ -69,21 +80,38 @@ class Recorder:
     async def __call__(self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext) -> None:
         label = e.payload["label"]
         self.calls[label] += 1
-        await session.execute(text(f"INSERT INTO {self.table} VALUES (:id, :label)"),
-                              {"id": e.event_id, "label": label})
+        await session.execute(
+            text(f"INSERT INTO {self.table} VALUES (:id, :label)"),
+            {"id": e.event_id, "label": label},
+        )
         remaining = self.fail_labels.get(label, 0)
         if remaining:
             self.fail_labels[label] = remaining - 1
             raise ValueError(f"handler refuses {label}")
 
 
-def runtime(kafka_settings: KafkaSettings, producer: AIOKafkaProducer,
-            sessions: async_sessionmaker[AsyncSession], schema: str, group: str, topic: str,
-            handler: Recorder) -> ConsumerRuntime:
+def runtime(
+    kafka_settings: KafkaSettings,
+    producer: AIOKafkaProducer,
+    sessions: async_sessionmaker[AsyncSession],
+    schema: str,
+    group: str,
+    topic: str,
+    handler: Recorder,
+) -> ConsumerRuntime:
     consumer = make_consumer(kafka_settings, group)
-    rt = ConsumerRuntime(consumer=consumer, producer=producer, sessions=sessions, schema=schema,
-                         group_id=group, handler=handler, max_batch=50, max_retries=2,
-                         retry_backoff=0.01, fetch_timeout_ms=100)
+    rt = ConsumerRuntime(
+        consumer=consumer,
+        producer=producer,
+        sessions=sessions,
+        schema=schema,
+        group_id=group,
+        handler=handler,
+        max_batch=50,
+        max_retries=2,
+        retry_backoff=0.01,
+        fetch_timeout_ms=100,
+    )
     consumer.subscribe([topic], listener=rt.rebalance_listener())
     return rt
 
@@ -107,19 +135,25 @@ async def effect_labels(sessions: async_sessionmaker[AsyncSession], table: str) 
 
 
 async def test_redelivery_after_a_crash_before_offset_commit_changes_nothing(
-    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     batch = [make_envelope(f"e{i}", customer=f"c{i % 3}") for i in range(12)]
     await publish(producer, fresh_topic, *batch, batch[0])  # and a relay-style duplicate
     group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
 
-    crashing = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    crashing = runtime(
+        kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler
+    )
 
     async def lost_commit(*_: object, **__: object) -> None:
         raise ConnectionError("process died before committing offsets")
 
-    crashing.consumer.commit = lost_commit  # type: ignore[method-assign]
+    crashing.consumer.commit = lost_commit
     await run_until(crashing, lambda: crashing.stats.processed + crashing.stats.duplicates >= 13)
     assert crashing.stats.processed == 12 and crashing.stats.duplicates == 1
 
@@ -130,18 +164,26 @@ async def test_redelivery_after_a_crash_before_offset_commit_changes_nothing(
 
 
 async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves_on(
-    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     failing = make_envelope("bad")
-    await publish(producer, fresh_topic, make_envelope("ok1"), b"\x00not json", failing,
-                  make_envelope("ok2"))  # all key c1: one partition, in this order
+    await publish(
+        producer, fresh_topic, make_envelope("ok1"), b"\x00not json", failing, make_envelope("ok2")
+    )  # all key c1: one partition, in this order
     group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
     handler.fail_labels["bad"] = 99
     rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
     await run_until(rt, lambda: rt.stats.processed >= 2 and rt.stats.dead_lettered >= 2)
 
-    assert await effect_labels(sessions, effects_table) == ["ok1", "ok2"]  # failed effects rolled back
+    assert await effect_labels(sessions, effects_table) == [
+        "ok1",
+        "ok2",
+    ]  # failed effects rolled back
     assert handler.calls["bad"] == 3  # first try + 2 retries with backoff
     dead = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=2)
     assert len(dead) == 2
@@ -166,33 +208,53 @@ async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves
     assert await rt.redrive(bad) == "already_processed"
     assert await effect_labels(sessions, effects_table) == ["bad", "ok1", "ok2"]
     async with sessions() as s:
-        outcome = (await s.execute(text(
-            f"SELECT outcome FROM {scratch_schema}.inbox WHERE event_id = :id"), {"id": failing.event_id}
-        )).scalar_one()
+        outcome = (
+            await s.execute(
+                text(f"SELECT outcome FROM {scratch_schema}.inbox WHERE event_id = :id"),
+                {"id": failing.event_id},
+            )
+        ).scalar_one()
     assert outcome == "processed"
 
 
 async def test_a_transient_failure_is_retried_without_dlq(
-    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     await publish(producer, fresh_topic, make_envelope("flaky"), make_envelope("after"))
     handler = Recorder(effects_table)
     handler.fail_labels["flaky"] = 2
-    rt = runtime(kafka_settings, producer, sessions, scratch_schema, f"g-{uuid.uuid4().hex[:6]}",
-                 fresh_topic, handler)
+    rt = runtime(
+        kafka_settings,
+        producer,
+        sessions,
+        scratch_schema,
+        f"g-{uuid.uuid4().hex[:6]}",
+        fresh_topic,
+        handler,
+    )
     await run_until(rt, lambda: rt.stats.processed >= 2)
     assert rt.stats.dead_lettered == 0
     assert await effect_labels(sessions, effects_table) == ["after", "flaky"]
 
 
 async def test_rebalance_between_two_members_loses_nothing_and_doubles_nothing(
-    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], effects_table: str,
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
     first = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
-    second = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    second = runtime(
+        kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler
+    )
     await first.consumer.start()
     first_task = asyncio.create_task(first.run())
     total = 300

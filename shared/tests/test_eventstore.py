@@ -11,13 +11,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.errors import ConcurrencyConflict, NotFound
-from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore, Position
 from shared.events.envelope import NewEvent
+from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore, Position
 
 pytestmark = pytest.mark.integration
 
-CTX = AppendContext(tenant_id="acme", actor="client:test", customer_id="cust-1",
-                    correlation_id=uuid.uuid4())
+CTX = AppendContext(
+    tenant_id="acme", actor="client:test", customer_id="cust-1", correlation_id=uuid.uuid4()
+)
 
 
 def events(n: int, kind: str = "ThingHappened") -> list[NewEvent]:
@@ -43,8 +44,10 @@ async def test_append_then_read_back_in_order(
     assert read[0].correlation_id == CTX.correlation_id and read[0].actor == "client:test"
     assert read[0].customer_id == "cust-1" and read[0].recorded_at.tzinfo is not None
     async with sessions() as s:
-        assert [e.stream_version for e in
-                await store.read_stream(s, sid, tenant_id="acme", from_version=2, to_version=3)] == [2, 3]
+        assert [
+            e.stream_version
+            for e in await store.read_stream(s, sid, tenant_id="acme", from_version=2, to_version=3)
+        ] == [2, 3]
 
 
 async def test_wrong_expected_version_is_a_typed_conflict(
@@ -60,7 +63,9 @@ async def test_wrong_expected_version_is_a_typed_conflict(
     assert info.value.status_code == 409
     assert info.value.details["current_version"] == 1
     async with sessions() as s, s.begin():
-        assert [e.stream_version for e in await store.append(s, sid, ANY_VERSION, events(1), CTX)] == [2]
+        assert [
+            e.stream_version for e in await store.append(s, sid, ANY_VERSION, events(1), CTX)
+        ] == [2]
 
 
 async def test_concurrent_writers_on_one_version_exactly_one_wins(

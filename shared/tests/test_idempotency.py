@@ -23,8 +23,15 @@ async def counter(scratch_schema: str, sessions: async_sessionmaker[AsyncSession
 
 
 async def create(
-    sessions: async_sessionmaker[AsyncSession], schema: str, table: str, key: str, body: bytes,
-    *, tenant: str = "acme", delay: float = 0.0, fail: bool = False,
+    sessions: async_sessionmaker[AsyncSession],
+    schema: str,
+    table: str,
+    key: str,
+    body: bytes,
+    *,
+    tenant: str = "acme",
+    delay: float = 0.0,
+    fail: bool = False,
 ) -> tuple[int, object, bool]:
     async def operation(session: AsyncSession) -> tuple[int, object]:
         new_id = uuid.uuid4()
@@ -36,8 +43,12 @@ async def create(
 
     async with sessions() as s, s.begin():
         stored = await run_idempotent(
-            s, schema, tenant_id=tenant, key=key,
-            request_fingerprint=fingerprint("POST", "/v1/things", body), operation=operation,
+            s,
+            schema,
+            tenant_id=tenant,
+            key=key,
+            request_fingerprint=fingerprint("POST", "/v1/things", body),
+            operation=operation,
         )
     return stored.status_code, stored.body, stored.replayed
 
@@ -78,9 +89,12 @@ async def test_keys_are_per_tenant(
 async def test_concurrent_duplicates_yield_exactly_one_effect(
     scratch_schema: str, sessions: async_sessionmaker[AsyncSession], counter: str
 ) -> None:
-    results = await asyncio.gather(*(
-        create(sessions, scratch_schema, counter, "k4", b'{"x": 1}', delay=0.2) for _ in range(12)
-    ))
+    results = await asyncio.gather(
+        *(
+            create(sessions, scratch_schema, counter, "k4", b'{"x": 1}', delay=0.2)
+            for _ in range(12)
+        )
+    )
     assert await count(sessions, counter) == 1
     assert len({str(r[1]) for r in results}) == 1
     assert sum(1 for r in results if not r[2]) == 1  # one original, eleven replays
@@ -104,6 +118,9 @@ async def test_bad_keys_are_rejected_and_old_keys_purged(
             await create(sessions, scratch_schema, counter, bad, b"{}")
     await create(sessions, scratch_schema, counter, "old", b"{}")
     async with sessions() as s, s.begin():
-        await s.execute(text(
-            f"UPDATE {scratch_schema}.idempotency_keys SET created_at = now() - interval '2 days'"))
+        await s.execute(
+            text(
+                f"UPDATE {scratch_schema}.idempotency_keys SET created_at = now() - interval '2 days'"
+            )
+        )
         assert await purge_expired(s, scratch_schema) == 1

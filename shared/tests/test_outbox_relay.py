@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.eventstore.store import AppendContext, EventStore
 from shared.events.envelope import EventEnvelope, NewEvent
+from shared.eventstore.store import AppendContext, EventStore
 from shared.messaging.kafka import header, make_producer
 from shared.outbox import OutboxRelay, backlog
 from shared.settings import KafkaSettings
@@ -30,25 +30,44 @@ async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProdu
 
 
 def ctx(customer: str) -> AppendContext:
-    return AppendContext(tenant_id="acme", actor="client:test", customer_id=customer,
-                         correlation_id=uuid.uuid4(),
-                         traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    return AppendContext(
+        tenant_id="acme",
+        actor="client:test",
+        customer_id=customer,
+        correlation_id=uuid.uuid4(),
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
 
 
-async def append(sessions: async_sessionmaker[AsyncSession], schema: str, label: str,
-                 customer: str = "c1") -> None:
+async def append(
+    sessions: async_sessionmaker[AsyncSession], schema: str, label: str, customer: str = "c1"
+) -> None:
     async with sessions() as s, s.begin():
         await EventStore(schema).append(
-            s, f"thing-{uuid.uuid4()}", 0,
+            s,
+            f"thing-{uuid.uuid4()}",
+            0,
             [NewEvent(event_type="ThingHappened", schema_version=1, payload={"label": label})],
             ctx(customer),
         )
 
 
-def relay_for(engine: AsyncEngine, schema: str, producer: AIOKafkaProducer, topic: str,
-              **kw: object) -> OutboxRelay:
-    return OutboxRelay(engine, schema, producer, lambda _: topic, batch_size=100,
-                       poll_interval=0.02, **kw)  # type: ignore[arg-type]
+def relay_for(
+    engine: AsyncEngine,
+    schema: str,
+    producer: AIOKafkaProducer,
+    topic: str,
+    before_checkpoint: Callable[[list[EventEnvelope]], Awaitable[None]] | None = None,
+) -> OutboxRelay:
+    return OutboxRelay(
+        engine,
+        schema,
+        producer,
+        lambda _: topic,
+        batch_size=100,
+        poll_interval=0.02,
+        before_checkpoint=before_checkpoint,
+    )
 
 
 def labels(records: list) -> list[str]:  # type: ignore[type-arg]
@@ -56,8 +75,12 @@ def labels(records: list) -> list[str]:  # type: ignore[type-arg]
 
 
 async def test_publishes_in_commit_order_with_key_and_headers(
-    scratch_schema: str, admin_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     for i in range(20):
         await append(sessions, scratch_schema, f"e{i}", customer="same-customer")
@@ -80,8 +103,12 @@ async def test_publishes_in_commit_order_with_key_and_headers(
 
 
 async def test_a_transaction_held_open_while_others_commit_is_still_published(
-    scratch_schema: str, admin_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     """The classic outbox gap: T1 appends first, T2 and T3 commit, the relay runs, then T1 commits."""
     relay = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
@@ -90,7 +117,9 @@ async def test_a_transaction_held_open_while_others_commit_is_still_published(
         held = sessions()
         await held.begin()
         await EventStore(scratch_schema).append(
-            held, f"thing-{uuid.uuid4()}", 0,
+            held,
+            f"thing-{uuid.uuid4()}",
+            0,
             [NewEvent(event_type="ThingHappened", schema_version=1, payload={"label": "late"})],
             ctx("c1"),
         )
@@ -108,8 +137,12 @@ async def test_a_transaction_held_open_while_others_commit_is_still_published(
 
 
 async def test_concurrent_writers_with_aborts_every_committed_event_published_once(
-    scratch_schema: str, admin_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     relay = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
     task = asyncio.create_task(relay.run())
@@ -122,11 +155,19 @@ async def test_concurrent_writers_with_aborts_every_committed_event_published_on
             async with sessions() as s:
                 await s.begin()
                 await EventStore(scratch_schema).append(
-                    s, f"thing-{uuid.uuid4()}", 0,
-                    [NewEvent(event_type="ThingHappened", schema_version=1, payload={"label": label})],
+                    s,
+                    f"thing-{uuid.uuid4()}",
+                    0,
+                    [
+                        NewEvent(
+                            event_type="ThingHappened", schema_version=1, payload={"label": label}
+                        )
+                    ],
                     ctx(f"c{w}"),
                 )
-                await asyncio.sleep(rng.random() / 100)  # transactions overlap and finish out of order
+                await asyncio.sleep(
+                    rng.random() / 100
+                )  # transactions overlap and finish out of order
                 if rng.random() < 0.2:
                     await s.rollback()
                 else:
@@ -147,8 +188,12 @@ async def test_concurrent_writers_with_aborts_every_committed_event_published_on
 
 
 async def test_only_one_relay_leads_and_another_takes_over(
-    scratch_schema: str, admin_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     first = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
     second = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
@@ -165,8 +210,12 @@ async def test_only_one_relay_leads_and_another_takes_over(
 
 
 async def test_crash_between_kafka_ack_and_checkpoint_republishes(
-    scratch_schema: str, admin_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer, kafka_settings: KafkaSettings, fresh_topic: str,
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
 ) -> None:
     """At-least-once: the batch is sent again, so consumers must (and do) de-duplicate by event_id."""
 
@@ -174,7 +223,9 @@ async def test_crash_between_kafka_ack_and_checkpoint_republishes(
         raise RuntimeError("killed after ack, before checkpoint")
 
     await append(sessions, scratch_schema, "x")
-    crashing = relay_for(admin_engine, scratch_schema, producer, fresh_topic, before_checkpoint=crash)
+    crashing = relay_for(
+        admin_engine, scratch_schema, producer, fresh_topic, before_checkpoint=crash
+    )
     assert await crashing.acquire()
     with pytest.raises(RuntimeError):
         await crashing.publish_batch()

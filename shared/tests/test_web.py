@@ -5,91 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import admin_dsn
-from shared.auth import Principal, mint_token
-from shared.errors import NotFound
-from shared.eventstore.store import EventStore
-from shared.events.envelope import NewEvent
-from shared.settings import AuthSettings, ServiceSettings
-from shared.web.app import create_service_app
-from shared.web.deps import Requires, append_context, create_idempotently, db_session, runtime_of
+from shared.tests.notes_app import bearer
 
 pytestmark = pytest.mark.integration
-
-
-class NoteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=200)
-    customer_id: str = Field(min_length=1, max_length=64)
-
-
-def notes_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/notes", tags=["notes"])
-
-    @router.post("", status_code=201)
-    async def create_note(
-        request: Request, body: NoteIn,
-        principal: Annotated[Principal, Depends(Requires("notes:write"))],
-    ) -> JSONResponse:
-        store = EventStore(runtime_of(request).settings.schema_name)
-
-        async def operation(session: AsyncSession) -> tuple[int, Any]:
-            stream_id = f"note-{uuid.uuid4()}"
-            await store.append(
-                session, stream_id, 0,
-                [NewEvent(event_type="NoteTaken", schema_version=1, payload={"text": body.text})],
-                append_context(principal, body.customer_id),
-            )
-            return 201, {"id": stream_id, "text": body.text}
-
-        return await create_idempotently(request, principal, operation)
-
-    @router.get("/{note_id}")
-    async def get_note(
-        request: Request, note_id: str,
-        principal: Annotated[Principal, Depends(Requires("notes:read"))],
-        session: Annotated[AsyncSession, Depends(db_session)],
-    ) -> dict[str, Any]:
-        store = EventStore(runtime_of(request).settings.schema_name)
-        events = await store.read_stream(session, note_id, tenant_id=principal.tenant_id)
-        if not events:
-            raise NotFound(f"note {note_id} not found")
-        return {"id": note_id, "text": events[-1].payload["text"], "actor": events[-1].actor,
-                "correlation_id": str(events[-1].correlation_id)}
-
-    return router
-
-
-@pytest.fixture
-async def app(scratch_schema: str) -> AsyncIterator[FastAPI]:
-    settings = ServiceSettings(service_name=scratch_schema, database_url=admin_dsn(),
-                               run_relay=False, run_consumers=False)
-    application = create_service_app(settings, title="test", routers=[notes_router()])
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
-        yield c
-
-
-def bearer(tenant: str = "acme", scopes: tuple[str, ...] = ("notes:read", "notes:write"),
-           **kw: Any) -> dict[str, str]:
-    return {"Authorization": "Bearer " + mint_token(AuthSettings(), subject="erp", tenant_id=tenant,
-                                                    scopes=scopes, **kw)}
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
@@ -109,12 +31,19 @@ async def test_health_readiness_and_openapi(client: httpx.AsyncClient) -> None:
 
 async def test_create_and_read_with_correlation_id_and_actor(client: httpx.AsyncClient) -> None:
     correlation = str(uuid.uuid4())
-    created = await client.post("/v1/notes", json={"text": "hi", "customer_id": "c1"},
-                                headers={**bearer(), "X-Correlation-ID": correlation})
+    created = await client.post(
+        "/v1/notes",
+        json={"text": "hi", "customer_id": "c1"},
+        headers={**bearer(), "X-Correlation-ID": correlation},
+    )
     assert created.status_code == 201 and created.headers["x-correlation-id"] == correlation
     note = (await client.get(f"/v1/notes/{created.json()['id']}", headers=bearer())).json()
-    assert note == {"id": created.json()["id"], "text": "hi", "actor": "client:erp",
-                    "correlation_id": correlation}
+    assert note == {
+        "id": created.json()["id"],
+        "text": "hi",
+        "actor": "client:erp",
+        "correlation_id": correlation,
+    }
 
 
 @pytest.mark.parametrize(
@@ -122,9 +51,9 @@ async def test_create_and_read_with_correlation_id_and_actor(client: httpx.Async
     [
         ({}, "unauthenticated"),
         ({"Authorization": "Basic abc"}, "unauthenticated"),
-        (bearer(now=time.time() - 7200), "unauthenticated"),          # expired
-        (bearer(audience="payments-only"), "unauthenticated"),        # wrong audience
-        (bearer(tenant="Not A Tenant"), "unauthenticated"),            # malformed tenant claim
+        (bearer(now=time.time() - 7200), "unauthenticated"),  # expired
+        (bearer(audience="payments-only"), "unauthenticated"),  # wrong audience
+        (bearer(tenant="Not A Tenant"), "unauthenticated"),  # malformed tenant claim
     ],
 )
 async def test_bad_tokens_get_401_with_the_error_body(
@@ -136,33 +65,42 @@ async def test_bad_tokens_get_401_with_the_error_body(
 
 
 async def test_missing_scope_gets_403(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/notes", json={"text": "x", "customer_id": "c"},
-                          headers=bearer(scopes=("notes:read",)))
+    r = await client.post(
+        "/v1/notes", json={"text": "x", "customer_id": "c"}, headers=bearer(scopes=("notes:read",))
+    )
     assert_error(r, 403, "forbidden")
 
 
 async def test_another_tenant_cannot_see_the_note(client: httpx.AsyncClient) -> None:
-    created = await client.post("/v1/notes", json={"text": "secret", "customer_id": "c1"},
-                                headers=bearer("acme"))
+    created = await client.post(
+        "/v1/notes", json={"text": "secret", "customer_id": "c1"}, headers=bearer("acme")
+    )
     r = await client.get(f"/v1/notes/{created.json()['id']}", headers=bearer("globex"))
     assert_error(r, 404, "not_found")
 
 
 async def test_invalid_bodies_get_422_validation_failed(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/notes", json={"text": "x", "customer_id": "c", "admin": True},
-                          headers=bearer())
+    r = await client.post(
+        "/v1/notes", json={"text": "x", "customer_id": "c", "admin": True}, headers=bearer()
+    )
     assert_error(r, 422, "validation_failed")
     assert r.json()["error"]["details"]["errors"][0]["type"] == "extra_forbidden"
-    assert_error(await client.post("/v1/notes", content=b"{", headers={**bearer(),
-                 "Content-Type": "application/json"}), 422, "validation_failed")
+    assert_error(
+        await client.post(
+            "/v1/notes", content=b"{", headers={**bearer(), "Content-Type": "application/json"}
+        ),
+        422,
+        "validation_failed",
+    )
     assert_error(await client.get("/v1/nothing", headers=bearer()), 404, "not_found")
 
 
 async def test_idempotency_key_over_http(client: httpx.AsyncClient) -> None:
     headers = {**bearer(), "Idempotency-Key": str(uuid.uuid4())}
     body = {"text": "once", "customer_id": "c1"}
-    responses = await asyncio.gather(*(client.post("/v1/notes", json=body, headers=headers)
-                                       for _ in range(6)))
+    responses = await asyncio.gather(
+        *(client.post("/v1/notes", json=body, headers=headers) for _ in range(6))
+    )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 5

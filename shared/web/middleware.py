@@ -48,7 +48,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [
-                    *message["headers"], (CORRELATION_HEADER.encode(), correlation_id.encode())
+                    *message["headers"],
+                    (CORRELATION_HEADER.encode(), correlation_id.encode()),
                 ]
             await send(message)
 
@@ -58,14 +59,22 @@ class RequestContextMiddleware:
                 f"{method} {path}",
                 context=context_from_traceparent(headers.get("traceparent")),
                 kind=trace.SpanKind.SERVER,
-                attributes={"http.request.method": method, "url.path": path,
-                            "ledgerline.correlation_id": correlation_id},
+                attributes={
+                    "http.request.method": method,
+                    "url.path": path,
+                    "ledgerline.correlation_id": correlation_id,
+                },
             ) as span:
                 await self.app(scope, receive, send_with_context)
                 span.set_attribute("http.response.status_code", status)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if path not in ("/healthz", "/readyz"):
-                log.info("%s %s %d", method, path, status,
-                         extra={"status": status, "duration_ms": round(elapsed_ms, 2)})
+                log.info(
+                    "%s %s %d",
+                    method,
+                    path,
+                    status,
+                    extra={"status": status, "duration_ms": round(elapsed_ms, 2)},
+                )
             correlation_id_var.reset(token)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
@@ -42,8 +43,11 @@ class ServiceRuntime:
 
     @classmethod
     def create(cls, settings: ServiceSettings) -> ServiceRuntime:
-        engine = make_engine(settings.dsn(), pool_size=settings.db_pool_size,
-                             application_name=f"ledgerline-{settings.service_name}")
+        engine = make_engine(
+            settings.dsn(),
+            pool_size=settings.db_pool_size,
+            application_name=f"ledgerline-{settings.service_name}",
+        )
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
 
     async def start(
@@ -57,17 +61,26 @@ class ServiceRuntime:
             await _retrying(self.producer.start, f"{s.service_name}: Kafka producer")
         if s.run_relay and self.producer is not None:
             self.relay = OutboxRelay(
-                self.engine, s.schema_name, self.producer, router or service_router(s.service_name),
-                batch_size=s.kafka.relay_batch_size, poll_interval=s.kafka.relay_poll_interval_seconds,
+                self.engine,
+                s.schema_name,
+                self.producer,
+                router or service_router(s.service_name),
+                batch_size=s.kafka.relay_batch_size,
+                poll_interval=s.kafka.relay_poll_interval_seconds,
             )
             self._spawn(self.relay.run(), "relay")
         if s.run_consumers and self.producer is not None:
             for spec in consumer_specs:
                 consumer = make_consumer(s.kafka, spec.group_id)
                 runtime = ConsumerRuntime(
-                    consumer=consumer, producer=self.producer, sessions=self.sessions,
-                    schema=s.schema_name, group_id=spec.group_id, handler=spec.handler,
-                    max_batch=s.kafka.consumer_max_batch, max_retries=s.kafka.consumer_max_retries,
+                    consumer=consumer,
+                    producer=self.producer,
+                    sessions=self.sessions,
+                    schema=s.schema_name,
+                    group_id=spec.group_id,
+                    handler=spec.handler,
+                    max_batch=s.kafka.consumer_max_batch,
+                    max_retries=s.kafka.consumer_max_retries,
                     retry_backoff=s.kafka.consumer_retry_backoff_seconds,
                 )
                 consumer.subscribe(list(spec.topics), listener=runtime.rebalance_listener())
@@ -75,8 +88,8 @@ class ServiceRuntime:
                 self.consumers.append(runtime)
                 self._spawn(runtime.run(), f"consumer {spec.group_id}")
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         self.tasks.append(task)
 

@@ -1,0 +1,87 @@
+"""One trace from the HTTP request, through the outbox and Kafka, to the consumer's effect."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.consumer import ConsumerRuntime, MessageContext
+from shared.events.envelope import EventEnvelope
+from shared.messaging.kafka import make_consumer, make_producer
+from shared.outbox import OutboxRelay
+from shared.settings import KafkaSettings, TelemetrySettings
+from shared.tests.notes_app import bearer
+from shared.tracing import setup_tracing
+
+pytestmark = pytest.mark.integration
+
+
+async def test_spans_link_from_request_to_consumer(
+    client: httpx.AsyncClient,
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("ledgerline-tests", TelemetrySettings()).add_span_processor(
+        SimpleSpanProcessor(exporter)
+    )
+    created = await client.post(
+        "/v1/notes", json={"text": "traced", "customer_id": "c1"}, headers=bearer()
+    )
+    assert created.status_code == 201
+
+    producer = make_producer(kafka_settings, "trace-test")
+    await producer.start()
+    handled: list[EventEnvelope] = []
+
+    async def handler(_: AsyncSession, envelope: EventEnvelope, __: MessageContext) -> None:
+        handled.append(envelope)
+
+    group = f"trace-{uuid.uuid4().hex[:6]}"
+    consumer = make_consumer(kafka_settings, group, fresh_topic)
+    runtime = ConsumerRuntime(
+        consumer=consumer,
+        producer=producer,
+        sessions=sessions,
+        schema=scratch_schema,
+        group_id=group,
+        handler=handler,
+        fetch_timeout_ms=100,
+    )
+    try:
+        relay = OutboxRelay(admin_engine, scratch_schema, producer, lambda _: fresh_topic)
+        assert await relay.acquire()
+        assert await relay.publish_batch() == 1
+        await relay.release()
+        await consumer.start()
+        task = asyncio.create_task(runtime.run())
+        for _ in range(200):
+            if handled:
+                break
+            await asyncio.sleep(0.05)
+        runtime.stop()
+        await task
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+    assert len(handled) == 1
+    spans = exporter.get_finished_spans()
+    server = next(s for s in spans if s.name == "POST /v1/notes")
+    publish = next(s for s in spans if s.name == f"publish {fresh_topic}")
+    consume = next(s for s in spans if s.name == f"consume {fresh_topic}")
+    trace_id = server.context.trace_id
+    assert publish.context.trace_id == consume.context.trace_id == trace_id
+    assert publish.parent is not None and publish.parent.span_id == server.context.span_id
+    assert consume.parent is not None and consume.parent.span_id == publish.context.span_id
+    assert consume.attributes is not None
+    assert consume.attributes["ledgerline.event_id"] == str(handled[0].event_id)

@@ -1,0 +1,92 @@
+"""Each of the five services boots against the real stack, as its own database role."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from services import SERVICE_PORTS
+from shared.db import make_engine
+from shared.migrations import upgrade
+from shared.settings import KafkaSettings, ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+def settings_of(name: str) -> ServiceSettings:
+    module = importlib.import_module(f"services.{name}.config")
+    settings: ServiceSettings = getattr(module, f"{name.capitalize()}Settings")()
+    return settings
+
+
+@pytest.fixture(params=list(SERVICE_PORTS))
+async def service_app(
+    request: pytest.FixtureRequest, kafka_settings: KafkaSettings
+) -> AsyncIterator[FastAPI]:
+    name: str = request.param
+    settings = settings_of(name)
+    await upgrade(name, settings.dsn())  # idempotent: already at head after `ar db migrate`
+    module = importlib.import_module(f"services.{name}.api.app")
+    app: FastAPI = module.create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_service_is_healthy_ready_and_documented(service_app: FastAPI) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service_app), base_url="http://svc"
+    ) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["problems"] == []
+        spec = (await client.get("/openapi.json")).json()
+        assert spec["info"]["title"].startswith("Ledgerline")
+        assert "/readyz" in spec["paths"]
+
+
+@pytest.mark.parametrize("name", list(SERVICE_PORTS))
+async def test_service_role_owns_its_schema_and_nothing_else(name: str) -> None:
+    settings = settings_of(name)
+    engine = make_engine(settings.dsn(), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            tables = set(
+                (
+                    await conn.execute(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": name}
+                    )
+                ).scalars()
+            )
+            assert {"events", "inbox", "idempotency_keys", "relay_checkpoints"} <= tables
+            other = next(s for s in SERVICE_PORTS if s != name)
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await conn.execute(text(f"SELECT 1 FROM {other}.events LIMIT 1"))
+    finally:
+        await engine.dispose()
+
+
+async def test_bi_reader_reads_reporting_only_and_cannot_write() -> None:
+    engine = make_engine(
+        ServiceSettings(database_url="")
+        .dsn()
+        .replace("service_svc:service_svc", "bi_reader:bi_reader"),
+        pool_size=1,
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT count(*) FROM reporting.events"))
+            await conn.rollback()
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await conn.execute(text("SELECT 1 FROM invoice.events LIMIT 1"))
+            await conn.rollback()
+            with pytest.raises(DBAPIError, match=r"read-only|permission denied"):
+                await conn.execute(text("CREATE TABLE reporting.bi_scratch (x int)"))
+    finally:
+        await engine.dispose()
