@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
 # deploy/env.sh - shared settings and helpers for the Ledgerline local infrastructure scripts.
 #
 # Sourced by every script under deploy/ and safe to source from an interactive shell:
@@ -35,7 +35,6 @@
 : "${LEDGERLINE_KAFKA_STOP_TIMEOUT:=30}"
 
 # --- derived values ----------------------------------------------------------------------------
-LEDGERLINE_DEPLOY_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 LEDGERLINE_LOG_DIR="$LEDGERLINE_STATE_DIR/logs"
 LEDGERLINE_PG_DIR="$LEDGERLINE_STATE_DIR/pg"
 LEDGERLINE_PG_DATA="$LEDGERLINE_PG_DIR/data"
@@ -49,15 +48,27 @@ LEDGERLINE_KAFKA_CLUSTER_ID_FILE="$LEDGERLINE_KAFKA_DIR/cluster.id"
 LEDGERLINE_KAFKA_PROPS="$LEDGERLINE_KAFKA_DIR/server.properties"
 LEDGERLINE_KAFKA_LOG="$LEDGERLINE_LOG_DIR/kafka.log"
 
-LEDGERLINE_ADMIN_DSN="${LEDGERLINE_ADMIN_DSN:-postgresql://${LEDGERLINE_PG_SUPERUSER}:${LEDGERLINE_PG_SUPERUSER_PASSWORD}@${LEDGERLINE_PG_HOST}:${LEDGERLINE_PG_PORT}/${LEDGERLINE_PG_DB}}"
-LEDGERLINE_KAFKA_BOOTSTRAP="${LEDGERLINE_KAFKA_BOOTSTRAP:-${LEDGERLINE_KAFKA_HOST}:${LEDGERLINE_KAFKA_PORT}}"
+# The DSN and bootstrap address are derived from the settings above. An explicitly exported value
+# wins, unless it is just what an earlier `source env.sh` derived (so re-sourcing after changing,
+# say, LEDGERLINE_PG_PORT updates them instead of keeping the stale value).
+_ll_dsn="postgresql://${LEDGERLINE_PG_SUPERUSER}:${LEDGERLINE_PG_SUPERUSER_PASSWORD}@${LEDGERLINE_PG_HOST}:${LEDGERLINE_PG_PORT}/${LEDGERLINE_PG_DB}"
+if [ -z "${LEDGERLINE_ADMIN_DSN:-}" ] || [ "$LEDGERLINE_ADMIN_DSN" = "${_LL_DERIVED_ADMIN_DSN:-}" ]; then
+  LEDGERLINE_ADMIN_DSN="$_ll_dsn"
+fi
+_LL_DERIVED_ADMIN_DSN="$_ll_dsn"
+_ll_bootstrap="${LEDGERLINE_KAFKA_HOST}:${LEDGERLINE_KAFKA_PORT}"
+if [ -z "${LEDGERLINE_KAFKA_BOOTSTRAP:-}" ] || [ "$LEDGERLINE_KAFKA_BOOTSTRAP" = "${_LL_DERIVED_KAFKA_BOOTSTRAP:-}" ]; then
+  LEDGERLINE_KAFKA_BOOTSTRAP="$_ll_bootstrap"
+fi
+_LL_DERIVED_KAFKA_BOOTSTRAP="$_ll_bootstrap"
+unset _ll_dsn _ll_bootstrap
 
 export LEDGERLINE_STATE_DIR LEDGERLINE_PG_HOST LEDGERLINE_PG_PORT LEDGERLINE_PG_DB \
   LEDGERLINE_PG_SUPERUSER LEDGERLINE_PG_SUPERUSER_PASSWORD LEDGERLINE_PG_OS_USER \
   LEDGERLINE_KAFKA_HOST LEDGERLINE_KAFKA_PORT LEDGERLINE_KAFKA_CONTROLLER_PORT \
   LEDGERLINE_KAFKA_HEAP LEDGERLINE_KAFKA_JVM_OPTS LEDGERLINE_PG_START_TIMEOUT \
   LEDGERLINE_KAFKA_START_TIMEOUT LEDGERLINE_KAFKA_STOP_TIMEOUT \
-  LEDGERLINE_ADMIN_DSN LEDGERLINE_KAFKA_BOOTSTRAP
+  LEDGERLINE_ADMIN_DSN LEDGERLINE_KAFKA_BOOTSTRAP _LL_DERIVED_ADMIN_DSN _LL_DERIVED_KAFKA_BOOTSTRAP
 
 # --- helpers -----------------------------------------------------------------------------------
 ll_log() { printf '[ledgerline] %s\n' "$*" >&2; }
@@ -84,7 +95,29 @@ ll_tail_log() {
 
 # True when something accepts TCP connections on host:port (2 s timeout, bash /dev/tcp only).
 ll_tcp_open() {
+  # shellcheck disable=SC2016  # expanded by the inner bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# True if the pid is a live process (zombies count as dead: in containers pid 1 may never reap).
+ll_pid_alive() {
+  local pid="$1" state
+  case "$pid" in '' | *[!0-9]*) return 1 ;; esac
+  state="$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null)" || return 1
+  state="${state%% *}"
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# Print the pid of the running Ledgerline Kafka broker, read from its pid file and verified
+# against /proc/<pid>/cmdline so a recycled pid is never mistaken for the broker. Returns 1 if none.
+ll_kafka_running_pid() {
+  local pid cmdline
+  [ -r "$LEDGERLINE_KAFKA_PID_FILE" ] || return 1
+  pid="$(tr -d '[:space:]' <"$LEDGERLINE_KAFKA_PID_FILE")"
+  ll_pid_alive "$pid" || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *" kafka.Kafka $LEDGERLINE_KAFKA_PROPS"* ]] || return 1
+  printf '%s\n' "$pid"
 }
 
 # Directory holding the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_isready, psql):
@@ -210,7 +243,7 @@ ll_lock() {
 # Refuse obviously dangerous state directories before anything deletes under them.
 ll_check_state_dir() {
   case "$LEDGERLINE_STATE_DIR" in
-    "" | / | /root | /home | /tmp | /var | /var/tmp | /usr | /etc | "$HOME")
+    "" | / | /root | /home | /tmp | /var | /var/tmp | /usr | /etc | "${HOME:-/}")
       ll_die "refusing to use LEDGERLINE_STATE_DIR='$LEDGERLINE_STATE_DIR'" ;;
     /*) ;;
     *) ll_die "LEDGERLINE_STATE_DIR must be an absolute path (got '$LEDGERLINE_STATE_DIR')" ;;

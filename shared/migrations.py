@@ -33,23 +33,21 @@ async def upgrade(
     service: str, dsn: str, *, schema: str | None = None, revision: str = "head"
 ) -> None:
     """Bring a service schema to `revision` from inside a running event loop."""
-    cfg = alembic_config(service, schema)
-    engine = create_async_engine(dsn)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_run_command, cfg, "upgrade", revision)
-    finally:
-        await engine.dispose()
+    await _run(service, dsn, schema, "upgrade", revision)
 
 
 async def downgrade(
     service: str, dsn: str, *, schema: str | None = None, revision: str = "base"
 ) -> None:
+    await _run(service, dsn, schema, "downgrade", revision)
+
+
+async def _run(service: str, dsn: str, schema: str | None, name: str, revision: str) -> None:
     cfg = alembic_config(service, schema)
     engine = create_async_engine(dsn)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_run_command, cfg, "downgrade", revision)
+            await conn.run_sync(_run_command, cfg, name, revision)
     finally:
         await engine.dispose()
 

@@ -126,13 +126,19 @@ class OutboxRelay:
         return True
 
     async def _release(self) -> None:
+        """Give up leadership by dropping the database session that holds the lock.
+
+        Invalidating (not just closing) matters: a pooled connection returned to the pool keeps
+        its session, and with it the advisory lock, so no standby could ever take over.
+        """
         conn, self._conn = self._conn, None
         self.stats.is_leader = False
         if conn is not None:
             try:
-                await conn.close()  # closing the session releases the advisory lock
+                await conn.invalidate()
+                await conn.close()
             except Exception:
-                log.debug("closing relay connection failed", exc_info=True)
+                log.debug("dropping relay connection failed", exc_info=True)
 
     async def publish_batch(self) -> int:
         """Publish the next batch (leader only); returns how many events were sent."""

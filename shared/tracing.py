@@ -6,6 +6,8 @@ traceparent), the relay's publish span and Kafka headers, to every consumer's ef
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -16,6 +18,8 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.settings import TelemetrySettings
 
@@ -41,6 +45,39 @@ def setup_tracing(service_name: str, settings: TelemetrySettings) -> TracerProvi
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
+
+
+def instrument_engine(engine: AsyncEngine) -> None:
+    """A client span per SQL statement, child of whatever span is current (request, consumer)."""
+    sql_tracer = tracer("ledgerline.sql")
+    key = "_ledgerline_span"
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+        ctx.__dict__[key] = sql_tracer.start_span(
+            f"db {operation}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": "postgresql", "db.statement": statement[:500]},
+        )
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _end(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        span = ctx.__dict__.pop(key, None)
+        if span is not None:
+            span.end()
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _error(exception_context: Any) -> None:
+        ctx = exception_context.execution_context
+        span = ctx.__dict__.pop(key, None) if ctx is not None else None
+        if span is not None:
+            span.set_status(
+                trace.Status(
+                    trace.StatusCode.ERROR, str(exception_context.original_exception)[:200]
+                )
+            )
+            span.end()
 
 
 def tracer(name: str) -> trace.Tracer:

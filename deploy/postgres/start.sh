@@ -9,7 +9,7 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
-# shellcheck source=../env.sh
+# shellcheck source=SCRIPTDIR/../env.sh
 source "$SCRIPT_DIR/../env.sh"
 
 BOOTSTRAP_SQL="$SCRIPT_DIR/bootstrap.sql"
@@ -56,6 +56,7 @@ pg_ready() {
 }
 # Write stdin to a file inside the data directory, as the server user.
 write_pg_file() {
+  # shellcheck disable=SC2016  # expanded by the inner sh
   ll_as_pg sh -c 'umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1"' sh "$1"
 }
 # Quote a value for postgresql.conf.
@@ -80,9 +81,19 @@ if [ ! -s "$LEDGERLINE_PG_DATA/PG_VERSION" ]; then
   trap - EXIT
 fi
 
-# --- managed configuration (rewritten every start so env overrides take effect) ---------------
-write_pg_file "$LEDGERLINE_PG_DATA/ledgerline.conf" <<EOF
-# Managed by deploy/postgres/start.sh - rewritten on every start, do not edit.
+# --- managed configuration (rewritten when it differs, so env overrides take effect) ----------
+config_changed=0
+# install_pg_file PATH CONTENT: write CONTENT to PATH (as the server user) unless identical.
+install_pg_file() {
+  if [ -f "$1" ] && [ "$(cat -- "$1")" = "$2" ]; then
+    return 0
+  fi
+  printf '%s\n' "$2" | write_pg_file "$1"
+  config_changed=1
+}
+
+install_pg_file "$LEDGERLINE_PG_DATA/ledgerline.conf" "$(cat <<EOF
+# Managed by deploy/postgres/start.sh (rewritten when settings change) - do not edit.
 listen_addresses = $(conf_quote "$LEDGERLINE_PG_HOST")
 port = $LEDGERLINE_PG_PORT
 unix_socket_directories = $(conf_quote "$LEDGERLINE_PG_RUN_DIR")
@@ -101,12 +112,14 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_lock_waits = on
 log_min_duration_statement = 1000
 EOF
+)"
 if ! grep -qxF "include = 'ledgerline.conf'" "$LEDGERLINE_PG_DATA/postgresql.conf"; then
   printf "\n# Ledgerline managed settings (deploy/postgres/start.sh)\ninclude = 'ledgerline.conf'\n" |
     ll_as_pg tee -a "$LEDGERLINE_PG_DATA/postgresql.conf" >/dev/null
+  config_changed=1
 fi
-write_pg_file "$LEDGERLINE_PG_DATA/pg_hba.conf" <<'EOF'
-# Managed by deploy/postgres/start.sh - rewritten on every start, do not edit.
+install_pg_file "$LEDGERLINE_PG_DATA/pg_hba.conf" "$(cat <<'EOF'
+# Managed by deploy/postgres/start.sh (rewritten when settings change) - do not edit.
 # TYPE  DATABASE        USER            ADDRESS                 METHOD
 local   all             all                                     trust
 host    all             all             127.0.0.1/32            scram-sha-256
@@ -115,11 +128,16 @@ local   replication     all                                     trust
 host    replication     all             127.0.0.1/32            scram-sha-256
 host    replication     all             ::1/128                 scram-sha-256
 EOF
+)"
 
 # --- start (or reuse) ------------------------------------------------------------------------
 if pg_ctl status >/dev/null 2>&1; then
-  # Running: make the rewritten config files take effect without a restart.
-  pg_ctl reload >/dev/null
+  # Running: make rewritten config files take effect (settings that need a restart, such as
+  # the port, only apply after deploy/postgres/stop.sh + start.sh).
+  if [ "$config_changed" -eq 1 ]; then
+    ll_log "configuration changed; reloading PostgreSQL"
+    pg_ctl reload >/dev/null
+  fi
   deadline=$((SECONDS + LEDGERLINE_PG_START_TIMEOUT))
   until pg_ready; do
     if [ "$SECONDS" -ge "$deadline" ]; then

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
-# shellcheck source=../env.sh
+# shellcheck source=SCRIPTDIR/../env.sh
 source "$SCRIPT_DIR/../env.sh"
 
 if BINDIR="$(ll_pg_bindir)" && [ -x "$BINDIR/pg_isready" ]; then

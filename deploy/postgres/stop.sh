@@ -4,7 +4,7 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
-# shellcheck source=../env.sh
+# shellcheck source=SCRIPTDIR/../env.sh
 source "$SCRIPT_DIR/../env.sh"
 
 if [ ! -s "$LEDGERLINE_PG_DATA/PG_VERSION" ]; then

@@ -7,6 +7,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from shared.outbox import OutboxRelay, backlog
 from shared.settings import KafkaSettings
 
 
@@ -35,3 +36,17 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def drain(relay: OutboxRelay, timeout: float = 10.0) -> int:
+    """Publish until the backlog is empty. Several batches may be needed: rows behind a
+    transaction still running elsewhere in the cluster are held back until it ends."""
+    published = 0
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        published += await relay.publish_batch()
+        async with relay.engine.connect() as conn:
+            if await backlog(conn, relay.store.schema) == 0:
+                return published
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backlog not drained after {timeout}s ({published} published)")

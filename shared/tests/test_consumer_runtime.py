@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 
 import pytest
@@ -255,33 +255,66 @@ async def test_rebalance_between_two_members_loses_nothing_and_doubles_nothing(
     second = runtime(
         kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler
     )
-    await first.consumer.start()
-    first_task = asyncio.create_task(first.run())
-    total = 300
+    fed = 0
 
-    async def feed() -> None:
-        for i in range(total):
-            await publish(producer, fresh_topic, make_envelope(f"m{i:03d}", customer=f"c{i % 7}"))
-            if i % 50 == 0:
-                await asyncio.sleep(0.05)
+    async def feed(n: int) -> None:
+        nonlocal fed
+        for _ in range(n):
+            await publish(
+                producer, fresh_topic, make_envelope(f"m{fed:03d}", customer=f"c{fed % 7}")
+            )
+            fed += 1
+            await asyncio.sleep(0.005)
 
-    feeder = asyncio.create_task(feed())
-    await asyncio.sleep(0.5)
-    await second.consumer.start()  # joins: partitions move from first to second mid-stream
-    second_task = asyncio.create_task(second.run())
-    await asyncio.sleep(1.0)
-    first.stop()  # leaves gracefully: its partitions move back to second
+    async def until(condition: object, what: str, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await condition():  # type: ignore[operator]
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def effects() -> int:
+        return len(await effect_labels(sessions, effects_table))
+
+    async def start(rt: ConsumerRuntime) -> asyncio.Task[None]:
+        await rt.consumer.start()
+        return asyncio.create_task(rt.run())
+
+    first_task = await start(first)
+    await feed(100)
+    await until(lambda: _ge(effects(), 100), "first member alone")
+
+    # a second member joins while messages flow: partitions are split between them
+    second_task = await start(second)
+    feeding = asyncio.create_task(feed(100))
+
+    async def split() -> bool:
+        a, b = first.consumer.assignment(), second.consumer.assignment()
+        return bool(a) and bool(b) and len(a | b) == 3
+
+    await until(split, "partitions split across both members")
+    await feeding
+    await until(lambda: _ge(effects(), 200), "both members")
+
+    # the first leaves gracefully mid-stream: everything moves to the second
+    feeding = asyncio.create_task(feed(100))
+    first.stop()
     await first_task
     await first.consumer.stop()
-    await feeder
-    deadline = asyncio.get_running_loop().time() + 30
-    while asyncio.get_running_loop().time() < deadline:
-        if len(await effect_labels(sessions, effects_table)) >= total:
-            break
-        await asyncio.sleep(0.1)
+    await feeding
+
+    async def all_on_second() -> bool:
+        return len(second.consumer.assignment()) == 3
+
+    await until(all_on_second, "all partitions on the second member")
+    await until(lambda: _ge(effects(), 300), "second member alone")
     second.stop()
     await second_task
     await second.consumer.stop()
-    labels = await effect_labels(sessions, effects_table)
-    assert labels == sorted(f"m{i:03d}" for i in range(total))
-    assert first.stats.processed > 0 and second.stats.processed > 0
+
+    assert await effect_labels(sessions, effects_table) == [f"m{i:03d}" for i in range(300)]
+    assert first.stats.processed >= 100 and second.stats.processed > 0
+    assert first.stats.processed + second.stats.processed == 300
+
+
+async def _ge(count: Awaitable[int], n: int) -> bool:
+    return await count >= n

@@ -16,7 +16,7 @@ from shared.eventstore.store import AppendContext, EventStore
 from shared.messaging.kafka import header, make_producer
 from shared.outbox import OutboxRelay, backlog
 from shared.settings import KafkaSettings
-from shared.tests.kafka_helpers import read_topic
+from shared.tests.kafka_helpers import drain, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +86,7 @@ async def test_publishes_in_commit_order_with_key_and_headers(
         await append(sessions, scratch_schema, f"e{i}", customer="same-customer")
     relay = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
     assert await relay.acquire()
-    assert await relay.publish_batch() == 20
-    assert await relay.publish_batch() == 0
+    assert await drain(relay) == 20
     await relay.release()
     records = await read_topic(kafka_settings, fresh_topic, expect=20)
     assert labels(records) == [f"e{i}" for i in range(20)]  # one key -> one partition, in order
@@ -200,11 +199,11 @@ async def test_only_one_relay_leads_and_another_takes_over(
     assert await first.acquire()
     assert not await second.acquire()
     await append(sessions, scratch_schema, "a")
-    assert await first.publish_batch() == 1
+    assert await drain(first) == 1
     await first.release()  # the leader dies: its session, and so its lock, is gone
     assert await second.acquire()
     await append(sessions, scratch_schema, "b")
-    assert await second.publish_batch() == 1  # resumes from the shared checkpoint
+    assert await drain(second) == 1  # resumes from the shared checkpoint
     await second.release()
     assert labels(await read_topic(kafka_settings, fresh_topic, expect=2)) == ["a", "b"]
 
@@ -228,11 +227,11 @@ async def test_crash_between_kafka_ack_and_checkpoint_republishes(
     )
     assert await crashing.acquire()
     with pytest.raises(RuntimeError):
-        await crashing.publish_batch()
+        await drain(crashing)
     await crashing.release()
     healthy = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
     assert await healthy.acquire()
-    assert await healthy.publish_batch() == 1
+    assert await drain(healthy) == 1
     await healthy.release()
     records = await read_topic(kafka_settings, fresh_topic, expect=2)
     assert labels(records) == ["x", "x"]

@@ -7,8 +7,10 @@ import uuid
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.consumer import ConsumerRuntime, MessageContext
@@ -16,6 +18,7 @@ from shared.events.envelope import EventEnvelope
 from shared.messaging.kafka import make_consumer, make_producer
 from shared.outbox import OutboxRelay
 from shared.settings import KafkaSettings, TelemetrySettings
+from shared.tests.kafka_helpers import drain
 from shared.tests.notes_app import bearer
 from shared.tracing import setup_tracing
 
@@ -60,7 +63,7 @@ async def test_spans_link_from_request_to_consumer(
     try:
         relay = OutboxRelay(admin_engine, scratch_schema, producer, lambda _: fresh_topic)
         assert await relay.acquire()
-        assert await relay.publish_batch() == 1
+        assert await drain(relay) == 1
         await relay.release()
         await consumer.start()
         task = asyncio.create_task(runtime.run())
@@ -76,12 +79,31 @@ async def test_spans_link_from_request_to_consumer(
 
     assert len(handled) == 1
     spans = exporter.get_finished_spans()
-    server = next(s for s in spans if s.name == "POST /v1/notes")
-    publish = next(s for s in spans if s.name == f"publish {fresh_topic}")
     consume = next(s for s in spans if s.name == f"consume {fresh_topic}")
-    trace_id = server.context.trace_id
-    assert publish.context.trace_id == consume.context.trace_id == trace_id
-    assert publish.parent is not None and publish.parent.span_id == server.context.span_id
-    assert consume.parent is not None and consume.parent.span_id == publish.context.span_id
+    trace_id = consume.context.trace_id
+    in_trace = {s.context.span_id: s for s in spans if s.context.trace_id == trace_id}
+
+    def ancestors(span: ReadableSpan) -> list[str]:
+        names = []
+        while span.parent is not None and span.parent.span_id in in_trace:
+            span = in_trace[span.parent.span_id]
+            names.append(span.name)
+        return names
+
+    servers = [s for s in in_trace.values() if s.kind == SpanKind.SERVER]
+    assert [s.name for s in servers] == ["POST /v1/notes"]  # one trace, one server span
+    chain = ancestors(consume)
+    assert chain[0] == f"publish {fresh_topic}"
+    assert chain[-1] == "POST /v1/notes"
+    assert servers[0].parent is None
     assert consume.attributes is not None
     assert consume.attributes["ledgerline.event_id"] == str(handled[0].event_id)
+    inserts = [s for s in in_trace.values() if s.name == "db INSERT"]
+    assert inserts and all(ancestors(s)[-1] == "POST /v1/notes" for s in inserts)
+    incoming = await client.get(
+        "/healthz",
+        headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+    )
+    assert incoming.status_code == 200
+    continued = [s for s in exporter.get_finished_spans() if s.name == "GET /healthz"]
+    assert continued and continued[-1].context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,27 @@ def _valid_uuid(value: str | None) -> str | None:
 
 class RequestContextMiddleware:
     """A plain ASGI middleware (no BaseHTTPMiddleware): it sits on every request's hot path."""
+
+    @staticmethod
+    def _server_span(
+        method: str, path: str, traceparent: str | None, correlation_id: str
+    ) -> AbstractContextManager[trace.Span]:
+        """Join the server span FastAPI's own telemetry opened (it extracts `traceparent`);
+        open one only where the framework did not, so a request is never two traces."""
+        current = trace.get_current_span()
+        if current.get_span_context().is_valid:
+            current.set_attribute("ledgerline.correlation_id", correlation_id)
+            return nullcontext(current)
+        return _tracer.start_as_current_span(
+            f"{method} {path}",
+            context=context_from_traceparent(traceparent),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.path": path,
+                "ledgerline.correlation_id": correlation_id,
+            },
+        )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -55,15 +77,8 @@ class RequestContextMiddleware:
 
         method, path = scope["method"], scope["path"]
         try:
-            with _tracer.start_as_current_span(
-                f"{method} {path}",
-                context=context_from_traceparent(headers.get("traceparent")),
-                kind=trace.SpanKind.SERVER,
-                attributes={
-                    "http.request.method": method,
-                    "url.path": path,
-                    "ledgerline.correlation_id": correlation_id,
-                },
+            with self._server_span(
+                method, path, headers.get("traceparent"), correlation_id
             ) as span:
                 await self.app(scope, receive, send_with_context)
                 span.set_attribute("http.response.status_code", status)

@@ -18,6 +18,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.messaging.kafka import make_consumer, make_producer
 from shared.outbox import OutboxRelay, TopicRouter, service_router
 from shared.settings import ServiceSettings
+from shared.tracing import instrument_engine
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class ServiceRuntime:
             pool_size=settings.db_pool_size,
             application_name=f"ledgerline-{settings.service_name}",
         )
+        instrument_engine(engine)
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
 
     async def start(
