@@ -81,7 +81,8 @@ class RequestContextMiddleware:
                 method, path, headers.get("traceparent"), correlation_id
             ) as span:
                 await self.app(scope, receive, send_with_context)
-                span.set_attribute("http.response.status_code", status)
+                if span.is_recording():  # FastAPI's own span has ended (and recorded it) by now
+                    span.set_attribute("http.response.status_code", status)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if path not in ("/healthz", "/readyz"):
