@@ -133,9 +133,16 @@ class ConsumerRuntime:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            batches = await self.consumer.getmany(
-                timeout_ms=self.fetch_timeout_ms, max_records=self.max_batch
-            )
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.fetch_timeout_ms, max_records=self.max_batch
+                )
+            except Exception as exc:  # the client reconnects by itself; keep the loop alive
+                self.stats.infra_failures += 1
+                self.stats.last_error = repr(exc)
+                log.warning("group %s: fetch failed, retrying: %r", self.group_id, exc)
+                await asyncio.sleep(1.0)
+                continue
             records = [r for part in batches.values() for r in part]
             if not records:
                 continue

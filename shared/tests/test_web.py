@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from shared.tests.notes_app import bearer
 
@@ -106,3 +107,18 @@ async def test_idempotency_key_over_http(client: httpx.AsyncClient) -> None:
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 5
     other = await client.post("/v1/notes", json={**body, "text": "twice"}, headers=headers)
     assert_error(other, 422, "idempotency_key_reused")
+
+
+async def test_a_crashed_background_worker_makes_the_service_not_ready(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    async def crash() -> None:
+        raise RuntimeError("consumer died")
+
+    runtime = app.state.runtime
+    runtime._spawn(crash(), "consumer test-group")
+    await asyncio.sleep(0.05)
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["problems"] == ["background tasks stopped: consumer test-group"]
+    runtime.tasks.clear()

@@ -56,7 +56,12 @@ def create_service_app(
     )
     async def readyz() -> Any:
         runtime: ServiceRuntime = app.state.runtime
-        problems = [p for p in (await runtime.check_database(), await runtime.check_kafka()) if p]
+        checks = (
+            await runtime.check_database(),
+            await runtime.check_kafka(),
+            runtime.check_workers(),
+        )
+        problems = [p for p in checks if p]
         relay = runtime.relay
         body = {
             "status": "ready" if not problems else "not_ready",

@@ -124,6 +124,11 @@ class ServiceRuntime:
         except Exception as exc:
             return f"database: {type(exc).__name__}: {exc}"[:300]
 
+    def check_workers(self) -> str | None:
+        """A relay or consumer task that ended while the service runs is a broken service."""
+        dead = [t.get_name() for t in self.tasks if t.done()]
+        return f"background tasks stopped: {', '.join(dead)}" if dead else None
+
     async def check_kafka(self) -> str | None:
         if self.producer is None:
             return None if not self.settings.run_relay else "kafka: producer not started"
