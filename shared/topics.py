@@ -10,7 +10,7 @@ MAJOR_VERSION = 1
 DLQ_SUFFIX = ".dlq"
 
 SERVICE_AGGREGATES: dict[str, tuple[str, ...]] = {
-    "invoice": ("invoice", "customer", "credit_note"),
+    "invoice": ("invoice", "customer", "terms_template"),
     "payments": ("payment", "bank_statement"),
     "credit": ("credit_account",),
     "dunning": ("dunning_case",),

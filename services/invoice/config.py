@@ -13,3 +13,12 @@ class InvoiceSettings(ServiceSettings):
 
     service_name: str = "invoice"
     http_port: int = SERVICE_PORTS["invoice"]
+    credit_service_url: str = f"http://127.0.0.1:{SERVICE_PORTS['credit']}"
+    credit_check_timeout_seconds: float = 2.0
+    # When the credit service cannot answer: refuse to issue (default) or issue and record it.
+    issue_when_credit_unavailable: bool = False
+    # The seller printed on invoice PDFs.
+    seller_name: str = "Ledgerline Demo Seller"
+    seller_address_lines: list[str] = ["1 Ledger Street", "10115 Berlin", "Germany"]
+    seller_tax_id: str | None = None
+    seller_email: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     consumers: Sequence[ConsumerSpec] = (),
     topic_router: TopicRouter | None = None,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     version: str = "0.1.0",
 ) -> FastAPI:
     @asynccontextmanager
@@ -39,6 +40,8 @@ def create_service_app(
             yield
         finally:
             await runtime.stop()
+            for hook in on_shutdown:
+                await hook()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)

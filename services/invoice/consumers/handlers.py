@@ -1,0 +1,54 @@
+"""Kafka handlers: payment allocations and late fees from other services change invoices.
+
+Both run inside the consumer runtime's batch transaction (inbox row + effects commit together).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.invoice.application import commands
+from services.invoice.application import repository as repo
+from services.invoice.domain.invoice import InvoiceStatus
+from shared.consumer import MessageContext
+from shared.contracts.dunning import LateFeeAssessed
+from shared.contracts.payments import PaymentAllocated, PaymentUnallocated
+from shared.events.envelope import EventEnvelope
+from shared.events.registry import registry
+from shared.topics import event_topic
+from shared.web.runtime import ConsumerSpec
+
+PAYMENT_EVENTS = {PaymentAllocated.event_type, PaymentUnallocated.event_type}
+
+
+async def on_payment_event(
+    session: AsyncSession, envelope: EventEnvelope, _: MessageContext
+) -> None:
+    if envelope.event_type not in PAYMENT_EVENTS:
+        return  # PaymentReceived, refunds of unapplied cash, ...: nothing for invoices
+    payload = registry.decode(envelope)
+    assert isinstance(payload, PaymentAllocated | PaymentUnallocated)
+    state, version = await repo.find_invoice(session, envelope.tenant_id, payload.invoice_id)
+    if state is None or state.status is InvoiceStatus.DRAFT:
+        # Seen before its invoice was issued: park it; issuing applies it.
+        await commands.park_allocation(session, envelope, payload.invoice_id)
+        return
+    events = commands.decide_payment_event(state, payload)
+    ctx = commands.caused_by(envelope, "system:invoice-payments-consumer", state.customer_id)
+    await repo.save_invoice(session, state, version, events, ctx)
+
+
+async def on_dunning_event(
+    session: AsyncSession, envelope: EventEnvelope, _: MessageContext
+) -> None:
+    if envelope.event_type != LateFeeAssessed.event_type:
+        return
+    payload = registry.decode(envelope)
+    assert isinstance(payload, LateFeeAssessed)
+    await commands.charge_late_fee(session, envelope, payload)
+
+
+CONSUMERS = [
+    ConsumerSpec("invoice.payments", (event_topic("payments", "payment"),), on_payment_event),
+    ConsumerSpec("invoice.late-fees", (event_topic("dunning", "dunning_case"),), on_dunning_event),
+]
