@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -324,3 +325,19 @@ async def test_bad_input_is_a_clear_422(api: httpx.AsyncClient, tenant: str) -> 
         r = await api.post("/v1/invoices", json=body, headers=auth(tenant))
         assert r.status_code == 422, (body, r.text)
         assert r.json()["error"]["code"] == "validation_failed"
+
+
+async def test_concurrent_issuing_with_losing_duplicates_leaves_no_gap(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    await customer(api, tenant)
+    drafts = [(await draft(api, tenant))["invoice_id"] for _ in range(20)]
+    # every second invoice is issued twice at once: one attempt wins, the other aborts (409)
+    attempts = drafts + drafts[::2]
+    results = await asyncio.gather(*(issue(api, tenant, iid) for iid in attempts))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] * 20 + [409] * 10, [r.text for r in results if r.status_code != 200]
+    numbers = sorted(
+        int(r.json()["number"].rsplit("-", 1)[1]) for r in results if r.status_code == 200
+    )
+    assert numbers == list(range(1, 21))
