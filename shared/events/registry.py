@@ -113,4 +113,4 @@ class EventRegistry:
 
 
 registry = EventRegistry()
-"""The process-wide registry; each service's domain/events.py registers its payloads on import."""
+"""The process-wide registry; each module of shared/contracts registers its payloads on import."""

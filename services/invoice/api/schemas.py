@@ -8,9 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.invoice.domain.events import Address
-from services.invoice.domain.lines import LineItem
-from services.invoice.domain.terms import PaymentMethod, PaymentTerms
+from shared.contracts.invoice import Address, LineItem, PaymentMethod, PaymentTerms
 
 CustomerIdField = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 Reason = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"\S")]

@@ -24,12 +24,16 @@ from services.invoice.application.views import customer_view, invoice_view
 from services.invoice.domain import customer as customers
 from services.invoice.domain import invoice as invoices
 from services.invoice.domain.customer import CustomerState
-from services.invoice.domain.events import Address, CreditCheckRecord
 from services.invoice.domain.invoice import InvoiceState, InvoiceStatus
-from services.invoice.domain.lines import LineItem
-from services.invoice.domain.terms import PaymentMethod, PaymentTerms
 from shared.auth import Principal
 from shared.contracts.dunning import LateFeeAssessed
+from shared.contracts.invoice import (
+    Address,
+    CreditCheckRecord,
+    LineItem,
+    PaymentMethod,
+    PaymentTerms,
+)
 from shared.contracts.payments import PaymentAllocated, PaymentUnallocated
 from shared.errors import (
     LedgerlineError,

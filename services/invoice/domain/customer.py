@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Iterable
 
 from services.invoice.domain._types import build_event
-from services.invoice.domain.events import (
+from shared.contracts.invoice import (
     Address,
     CustomerRegistered,
     CustomerUpdated,
+    PaymentTerms,
     PaymentTermsTemplateDefined,
 )
-from services.invoice.domain.terms import PaymentTerms
 from shared.errors import StateConflict
 from shared.events.registry import EventPayload
 

@@ -33,11 +33,15 @@ from services.invoice.domain.customer import (
     replay_customer,
     update_customer,
 )
-from services.invoice.domain.events import (
+from services.invoice.domain.lines import InvoiceTotals, compute_totals
+from services.invoice.domain.terms import due_date as terms_due_date
+from services.invoice.domain.terms import early_payment_discount, schedule
+from shared.contracts.invoice import (
     CreditCheckRecord,
     CreditNoteIssued,
     DisputeOpened,
     DisputeResolved,
+    Installment,
     InvoiceDrafted,
     InvoiceDraftUpdated,
     InvoiceDueDateChanged,
@@ -47,18 +51,12 @@ from services.invoice.domain.events import (
     InvoiceVoided,
     InvoiceWrittenOff,
     LateFeeCharged,
+    LineItem,
     PaymentApplied,
-    PaymentUnapplied,
-)
-from services.invoice.domain.lines import InvoiceTotals, LineItem, compute_totals
-from services.invoice.domain.terms import (
-    Installment,
     PaymentMethod,
     PaymentTerms,
-    early_payment_discount,
-    schedule,
+    PaymentUnapplied,
 )
-from services.invoice.domain.terms import due_date as terms_due_date
 from shared.errors import NotFound, StateConflict, ValidationFailed
 from shared.events.registry import EventPayload
 from shared.money import Money, sum_money

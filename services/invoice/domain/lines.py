@@ -1,70 +1,29 @@
-"""Invoice lines and their totals, computed per line with explicit rounding.
+"""Invoice totals of the line items, computed per line with explicit rounding.
 
 Rounding happens per line and per step (gross, discount, each tax), never on the invoice sum:
 that is what a customer can re-add by hand from the printed invoice, and the invoice total is
-then exactly the sum of the printed line totals.
+then exactly the sum of the printed line totals. ``LineItem`` and ``TaxRate`` are published
+language (``shared.contracts.invoice``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict
 
-from services.invoice.domain._types import ExactDecimal, Percent, fractional_places
+from shared.contracts.invoice import LineItem
 from shared.errors import ValidationFailed
 from shared.money import Money, Rounding, currency_exponent, sum_money
 
 __all__ = [
     "MAX_LINES",
     "InvoiceTotals",
-    "LineItem",
     "LineTotals",
-    "TaxRate",
     "compute_totals",
 ]
 
 MAX_LINES = 500
-MAX_QUANTITY = Decimal(10) ** 9
-QUANTITY_PLACES = 6
-
-
-class TaxRate(BaseModel):
-    """A tax applied to a line's net amount, e.g. ``TaxRate(code="VAT20", percent="20")``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    code: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\S(.*\S)?$")]
-    percent: Percent
-
-
-class LineItem(BaseModel):
-    """One invoice line. ``unit_price`` is in minor units of the invoice's currency."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    description: Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
-    quantity: Annotated[ExactDecimal, Field(gt=0, le=MAX_QUANTITY)]
-    unit_price: Annotated[StrictInt, Field(ge=0)]
-    discount_percent: Percent = Decimal(0)
-    taxes: Annotated[list[TaxRate], Field(max_length=5)] = Field(default_factory=list)
-
-    @field_validator("quantity")
-    @classmethod
-    def _quantity_places(cls, value: Decimal) -> Decimal:
-        if fractional_places(value) > QUANTITY_PLACES:
-            raise ValueError(f"quantity allows at most {QUANTITY_PLACES} decimal places")
-        return value
-
-    @field_validator("taxes")
-    @classmethod
-    def _unique_tax_codes(cls, value: list[TaxRate]) -> list[TaxRate]:
-        codes = [tax.code for tax in value]
-        if len(set(codes)) != len(codes):
-            raise ValueError(f"tax codes on a line must be unique, got {codes}")
-        return value
 
 
 class LineTotals(BaseModel):

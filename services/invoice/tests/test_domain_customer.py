@@ -16,13 +16,14 @@ from services.invoice.domain.customer import (
     replay_customer,
     update_customer,
 )
-from services.invoice.domain.events import (
+from shared.contracts.invoice import (
     Address,
     CustomerRegistered,
     CustomerUpdated,
+    PaymentTerms,
     PaymentTermsTemplateDefined,
+    TermsKind,
 )
-from services.invoice.domain.terms import PaymentTerms, TermsKind
 from shared.errors import StateConflict, ValidationFailed
 
 ADDRESS = Address(line1="Rua Augusta 1", city="Lisboa", postal_code="1100-048", country="PT")

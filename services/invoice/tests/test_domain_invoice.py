@@ -15,28 +15,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.invoice.domain import events as invoice_events
-from services.invoice.domain.events import (
-    Address,
-    CreditCheckRecord,
-    CreditNoteIssued,
-    CustomerRegistered,
-    CustomerUpdated,
-    DisputeOpened,
-    DisputeResolved,
-    InvoiceDrafted,
-    InvoiceDraftUpdated,
-    InvoiceDueDateChanged,
-    InvoiceIssued,
-    InvoicePaid,
-    InvoiceReopened,
-    InvoiceVoided,
-    InvoiceWrittenOff,
-    LateFeeCharged,
-    PaymentApplied,
-    PaymentTermsTemplateDefined,
-    PaymentUnapplied,
-)
 from services.invoice.domain.invoice import (
     DisputeStatus,
     InvalidEventSequence,
@@ -57,13 +35,34 @@ from services.invoice.domain.invoice import (
     void_invoice,
     write_off,
 )
-from services.invoice.domain.lines import LineItem, TaxRate
-from services.invoice.domain.terms import (
+from shared.contracts import invoice as invoice_events
+from shared.contracts.invoice import (
+    Address,
+    CreditCheckRecord,
+    CreditNoteIssued,
+    CustomerRegistered,
+    CustomerUpdated,
+    DisputeOpened,
+    DisputeResolved,
     EarlyPaymentDiscount,
     Installment,
     InstallmentSpec,
+    InvoiceDrafted,
+    InvoiceDraftUpdated,
+    InvoiceDueDateChanged,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceReopened,
+    InvoiceVoided,
+    InvoiceWrittenOff,
+    LateFeeCharged,
+    LineItem,
+    PaymentApplied,
     PaymentMethod,
     PaymentTerms,
+    PaymentTermsTemplateDefined,
+    PaymentUnapplied,
+    TaxRate,
     TermsKind,
 )
 from shared.errors import NotFound, StateConflict, ValidationFailed

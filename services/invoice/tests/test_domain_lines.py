@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.invoice.domain.lines import LineItem, TaxRate, compute_totals
+from services.invoice.domain.lines import compute_totals
+from shared.contracts.invoice import LineItem, TaxRate
 from shared.errors import ValidationFailed
 from shared.money import Money, Rounding
 

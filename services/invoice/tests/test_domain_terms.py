@@ -13,16 +13,18 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.invoice.domain.terms import (
+    discount_deadline,
+    due_date,
+    early_payment_discount,
+    schedule,
+)
+from shared.contracts.invoice import (
     EarlyPaymentDiscount,
     Installment,
     InstallmentSpec,
     PaymentMethod,
     PaymentTerms,
     TermsKind,
-    discount_deadline,
-    due_date,
-    early_payment_discount,
-    schedule,
 )
 from shared.money import Money
 

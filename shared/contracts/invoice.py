@@ -1,21 +1,30 @@
-"""Event payloads of the invoice service (invoice, customer and payment-terms-template aggregates).
+"""The invoice service's published events and the value types inside them.
 
-Each payload registers itself on the process-wide registry on import. Money is ``Money``
-(integer minor units), dates are ``date``, and decimals are ``Decimal`` serialized as strings,
-so ``model_validate(model_dump(mode="json"))`` gives back an equal payload.
+Other services consume these payloads from here, never from ``services.invoice``. Each payload
+registers itself on the process-wide registry on import. Money is ``Money`` (integer minor
+units), dates are ``date``, and decimals are ``Decimal`` serialized as strings, so
+``model_validate(model_dump(mode="json"))`` gives back an equal payload.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from services.invoice.domain._types import Text
-from services.invoice.domain.lines import LineItem
-from services.invoice.domain.terms import Installment, PaymentMethod, PaymentTerms
+from shared.contracts.fields import (
+    Days,
+    ExactDecimal,
+    Percent,
+    Text,
+    format_decimal,
+    fractional_places,
+)
 from shared.events.registry import EventPayload, registry
 from shared.money import Money, currency_exponent
 
@@ -28,6 +37,9 @@ __all__ = [
     "CustomerUpdated",
     "DisputeOpened",
     "DisputeResolved",
+    "EarlyPaymentDiscount",
+    "Installment",
+    "InstallmentSpec",
     "InvoiceDraftUpdated",
     "InvoiceDrafted",
     "InvoiceDueDateChanged",
@@ -37,10 +49,176 @@ __all__ = [
     "InvoiceVoided",
     "InvoiceWrittenOff",
     "LateFeeCharged",
+    "LineItem",
     "PaymentApplied",
+    "PaymentMethod",
+    "PaymentTerms",
     "PaymentTermsTemplateDefined",
     "PaymentUnapplied",
+    "TaxRate",
+    "TermsKind",
 ]
+
+# ------------------------------------------------------------------- payment terms
+
+
+class PaymentMethod(StrEnum):
+    CARD = "card"
+    ACH = "ach"
+    DIRECT_DEBIT = "direct_debit"
+    BANK_TRANSFER = "bank_transfer"
+    WALLET = "wallet"
+    CHEQUE = "cheque"
+    CASH = "cash"
+
+
+class TermsKind(StrEnum):
+    NET = "net"
+    DUE_ON_RECEIPT = "due_on_receipt"
+    END_OF_MONTH = "end_of_month"
+    INSTALLMENTS = "installments"
+
+
+class InstallmentSpec(BaseModel):
+    """One instalment of an instalment plan: ``percent`` of the total, due N days after issue."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days_after_issue: Days
+    percent: Annotated[ExactDecimal, Field(gt=0, le=100)]
+
+
+class EarlyPaymentDiscount(BaseModel):
+    """``percent`` off when the invoice is settled within ``within_days`` of issue ("2/10")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    percent: Annotated[ExactDecimal, Field(gt=0, lt=100)]
+    within_days: Annotated[StrictInt, Field(ge=0, le=365)]
+
+
+class PaymentTerms(BaseModel):
+    """When an invoice is due. Only the fields of ``kind`` may be set:
+
+    * ``net``: ``net_days`` (due = issue date + N days)
+    * ``due_on_receipt``: nothing (due on the issue date)
+    * ``end_of_month``: ``eom_plus_days`` (due = last day of the issue month + N days)
+    * ``installments``: ``installments`` (>= 2, percents summing to exactly 100, days strictly
+      increasing; the final due date is the last instalment's)
+
+    ``early_payment_discount`` and ``late_fee_policy`` (a reference to a dunning policy) may go
+    with any kind.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: TermsKind
+    net_days: Days | None = None
+    eom_plus_days: Days | None = None
+    installments: list[InstallmentSpec] | None = None
+    early_payment_discount: EarlyPaymentDiscount | None = None
+    late_fee_policy: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> PaymentTerms:
+        required = {
+            TermsKind.NET: "net_days",
+            TermsKind.DUE_ON_RECEIPT: None,
+            TermsKind.END_OF_MONTH: "eom_plus_days",
+            TermsKind.INSTALLMENTS: "installments",
+        }[self.kind]
+        for name in ("net_days", "eom_plus_days", "installments"):
+            present = getattr(self, name) is not None
+            if name == required and not present:
+                raise ValueError(f"{name} is required for {self.kind.value} terms")
+            if name != required and present:
+                raise ValueError(f"{name} does not belong to {self.kind.value} terms")
+        if self.installments is not None:
+            _check_installments(self.installments)
+        return self
+
+    def describe(self) -> str:
+        """Human wording: "Net 30", "Due on receipt", "EOM + 15", "3 installments", "2% 10, Net 30"."""
+        if self.kind is TermsKind.NET:
+            base = f"Net {self.net_days}"
+        elif self.kind is TermsKind.DUE_ON_RECEIPT:
+            base = "Due on receipt"
+        elif self.kind is TermsKind.END_OF_MONTH:
+            base = f"EOM + {self.eom_plus_days}"
+        else:
+            base = f"{len(self.installments or [])} installments"
+        discount = self.early_payment_discount
+        if discount is None:
+            return base
+        return f"{format_decimal(discount.percent)}% {discount.within_days}, {base}"
+
+
+def _check_installments(specs: list[InstallmentSpec]) -> None:
+    if len(specs) < 2:
+        raise ValueError("installment terms need at least 2 installments")
+    if len(specs) > 120:
+        raise ValueError("installment terms allow at most 120 installments")
+    total = sum((spec.percent for spec in specs), Decimal(0))
+    if total != 100:
+        raise ValueError(f"installment percents must sum to exactly 100, got {total}")
+    days = [spec.days_after_issue for spec in specs]
+    if any(later <= earlier for earlier, later in pairwise(days)):
+        raise ValueError(f"installment days must be strictly increasing, got {days}")
+
+
+class Installment(BaseModel):
+    """One scheduled amount of an issued invoice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    due_date: date
+    amount: Money
+
+
+# ---------------------------------------------------------------------- line items
+
+MAX_QUANTITY = Decimal(10) ** 9
+QUANTITY_PLACES = 6
+
+
+class TaxRate(BaseModel):
+    """A tax applied to a line's net amount, e.g. ``TaxRate(code="VAT20", percent="20")``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\S(.*\S)?$")]
+    percent: Percent
+
+
+class LineItem(BaseModel):
+    """One invoice line. ``unit_price`` is in minor units of the invoice's currency."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    description: Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
+    quantity: Annotated[ExactDecimal, Field(gt=0, le=MAX_QUANTITY)]
+    unit_price: Annotated[StrictInt, Field(ge=0)]
+    discount_percent: Percent = Decimal(0)
+    taxes: Annotated[list[TaxRate], Field(max_length=5)] = Field(default_factory=list)
+
+    @field_validator("quantity")
+    @classmethod
+    def _quantity_places(cls, value: Decimal) -> Decimal:
+        if fractional_places(value) > QUANTITY_PLACES:
+            raise ValueError(f"quantity allows at most {QUANTITY_PLACES} decimal places")
+        return value
+
+    @field_validator("taxes")
+    @classmethod
+    def _unique_tax_codes(cls, value: list[TaxRate]) -> list[TaxRate]:
+        codes = [tax.code for tax in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"tax codes on a line must be unique, got {codes}")
+        return value
+
+
+# -------------------------------------------------------------------- event fields
+
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
 Series = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
