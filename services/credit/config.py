@@ -13,3 +13,7 @@ class CreditSettings(ServiceSettings):
 
     service_name: str = "credit"
     http_port: int = SERVICE_PORTS["credit"]
+    # How long a passed credit check holds its amount for the invoice that asked.
+    reservation_ttl_seconds: int = 900
+    # A limit raised above this (minor units of the account currency) needs a second approver.
+    limit_approval_threshold_minor: int | None = 5_000_000

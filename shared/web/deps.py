@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, verify_token
-from shared.errors import Unauthenticated
+from shared.errors import Forbidden, Unauthenticated
 from shared.eventstore.store import AppendContext
 from shared.idempotency import fingerprint, run_idempotent
 from shared.logs import correlation_id_var
@@ -46,6 +46,21 @@ class Requires:
         self, principal: Annotated[Principal, Depends(current_principal)]
     ) -> Principal:
         principal.require(*self.scopes)
+        return principal
+
+
+class RequiresAny(Requires):
+    """Authenticated, and holding at least one of the named scopes (e.g. a service-specific scope
+    or the scope of the caller a service acts for)."""
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
+        if not any(principal.has(scope) for scope in self.scopes):
+            raise Forbidden(
+                f"needs one of the scopes: {' '.join(self.scopes)}",
+                {"any_of_scopes": list(self.scopes)},
+            )
         return principal
 
 

@@ -2,7 +2,9 @@
 
 from fastapi import FastAPI
 
+from services.credit.api.routes import router
 from services.credit.config import CreditSettings
+from services.credit.consumers.invoices import CONSUMERS
 from shared.web.app import create_service_app
 
 
@@ -11,4 +13,6 @@ def create_app(settings: CreditSettings | None = None) -> FastAPI:
         settings or CreditSettings(),
         title="Ledgerline credit service",
         description="Credit limits, exposure, credit checks and holds, risk scores.",
+        routers=[router],
+        consumers=CONSUMERS,
     )

@@ -1,0 +1,107 @@
+"""Per-invoice exposure, kept from the invoice service's events (a projection in this schema).
+
+Every change is a delta on one invoice's open amount, applied in the consumer's transaction
+(whose inbox row makes redelivery harmless). Events of one customer arrive in order on the
+invoice topic (key = customer id), so deltas never see an invoice before its InvoiceIssued.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.money import Money
+
+SCHEMA = "credit"
+
+
+@dataclass(frozen=True)
+class Exposure:
+    open_invoices: Money
+    days_overdue: int
+    open_invoice_count: int
+
+
+async def record_issued(
+    session: AsyncSession,
+    tenant: str,
+    invoice_id: uuid.UUID,
+    customer_id: str,
+    total: Money,
+    due_date: date,
+) -> None:
+    await session.execute(
+        text(
+            f"""INSERT INTO {SCHEMA}.invoice_exposure
+                    (tenant_id, invoice_id, customer_id, currency, open_minor, due_date)
+                VALUES (:t, :id, :c, :cur, :open, :due)
+                ON CONFLICT (tenant_id, invoice_id) DO NOTHING"""
+        ),
+        {
+            "t": tenant,
+            "id": invoice_id,
+            "c": customer_id,
+            "cur": total.currency,
+            "open": total.amount,
+            "due": due_date,
+        },
+    )
+
+
+async def adjust_open(
+    session: AsyncSession, tenant: str, invoice_id: uuid.UUID, delta: int
+) -> None:
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.invoice_exposure SET open_minor = open_minor + :d, updated_at = now()
+                WHERE tenant_id = :t AND invoice_id = :id"""
+        ),
+        {"t": tenant, "id": invoice_id, "d": delta},
+    )
+
+
+async def close(session: AsyncSession, tenant: str, invoice_id: uuid.UUID) -> None:
+    """Voided or written off: no longer owed, so no longer exposure."""
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.invoice_exposure SET open_minor = 0, closed = true, updated_at = now()
+                WHERE tenant_id = :t AND invoice_id = :id"""
+        ),
+        {"t": tenant, "id": invoice_id},
+    )
+
+
+async def move_due_date(
+    session: AsyncSession, tenant: str, invoice_id: uuid.UUID, due: date
+) -> None:
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.invoice_exposure SET due_date = :due, updated_at = now()
+                WHERE tenant_id = :t AND invoice_id = :id"""
+        ),
+        {"t": tenant, "id": invoice_id, "due": due},
+    )
+
+
+async def exposure_of(
+    session: AsyncSession, tenant: str, customer_id: str, currency: str, today: date
+) -> Exposure:
+    """Open invoice amounts in `currency`, and how many days the oldest open one is overdue."""
+    row = (
+        await session.execute(
+            text(
+                f"""SELECT COALESCE(sum(open_minor), 0) AS open_minor,
+                           COALESCE(max(:today - due_date) FILTER (WHERE due_date < :today), 0) AS overdue,
+                           count(*) AS n
+                    FROM {SCHEMA}.invoice_exposure
+                    WHERE tenant_id = :t AND customer_id = :c AND currency = :cur
+                      AND NOT closed AND open_minor > 0"""
+            ),
+            {"t": tenant, "c": customer_id, "cur": currency, "today": today},
+        )
+    ).one()
+    return Exposure(Money.of_minor(int(row.open_minor), currency), int(row.overdue), int(row.n))

@@ -1,0 +1,73 @@
+"""Exposure from the invoice stream; a passed check's reservation ends when its invoice is issued.
+
+Runs inside the consumer runtime's batch transaction, with the inbox row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.credit.adapters import exposure
+from services.credit.application import accounts
+from services.credit.domain import account as domain
+from shared.consumer import MessageContext
+from shared.contracts import invoice as inv
+from shared.events.envelope import EventEnvelope
+from shared.events.registry import registry
+from shared.topics import event_topic
+from shared.web.runtime import ConsumerSpec
+
+
+async def on_invoice_event(
+    session: AsyncSession, envelope: EventEnvelope, _: MessageContext
+) -> None:
+    if not registry.knows(envelope.event_type):
+        return
+    event = registry.decode(envelope)
+    tenant = envelope.tenant_id
+    match event:
+        case inv.InvoiceIssued():
+            await exposure.record_issued(
+                session, tenant, event.invoice_id, event.customer_id, event.total, event.due_date
+            )
+            await _release_reservation(
+                session, envelope, event.customer_id, f"invoice:{event.invoice_id}"
+            )
+        case inv.PaymentApplied():
+            await exposure.adjust_open(
+                session,
+                tenant,
+                event.invoice_id,
+                -(event.amount.amount + event.discount_taken.amount),
+            )
+        case inv.PaymentUnapplied():
+            back = event.amount.amount + (
+                event.discount_reversed.amount if event.discount_reversed else 0
+            )
+            await exposure.adjust_open(session, tenant, event.invoice_id, back)
+        case inv.CreditNoteIssued():
+            await exposure.adjust_open(session, tenant, event.invoice_id, -event.amount.amount)
+        case inv.LateFeeCharged():
+            await exposure.adjust_open(session, tenant, event.invoice_id, event.amount.amount)
+        case inv.InvoiceVoided() | inv.InvoiceWrittenOff():
+            await exposure.close(session, tenant, event.invoice_id)
+        case inv.InvoiceDueDateChanged():
+            await exposure.move_due_date(session, tenant, event.invoice_id, event.new_due_date)
+        case _:
+            return
+
+
+async def _release_reservation(
+    session: AsyncSession, envelope: EventEnvelope, customer_id: str, reference: str
+) -> None:
+    state, version = await accounts.find_account(session, envelope.tenant_id, customer_id)
+    if state is None:
+        return  # issued without a check (override / outage policy): nothing reserved
+    events = domain.release_reservation(state, reference, "invoiced")
+    ctx = accounts.caused_by(envelope, "system:credit-invoice-consumer")
+    await accounts.save_account(session, state, version, events, ctx, customer_id)
+
+
+CONSUMERS = [
+    ConsumerSpec("credit.invoices", (event_topic("invoice", "invoice"),), on_invoice_event)
+]

@@ -1,0 +1,148 @@
+"""The credit API over HTTP on the real Postgres: limits with maker-checker, holds, checks."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.credit.api.app import create_app
+from services.credit.config import CreditSettings
+from shared.auth import mint_token
+from shared.migrations import upgrade
+from shared.settings import AuthSettings
+
+pytestmark = pytest.mark.integration
+SCOPES = ("credit:read", "credit:write", "credit:check")
+
+
+def auth(tenant: str, subject: str = "analyst", scopes: tuple[str, ...] = SCOPES) -> dict[str, str]:
+    return {
+        "Authorization": "Bearer "
+        + mint_token(AuthSettings(), subject=subject, tenant_id=tenant, scopes=scopes)
+    }
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[httpx.AsyncClient]:
+    settings = CreditSettings(run_relay=False, run_consumers=False)
+    await upgrade("credit", settings.dsn())
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://credit"
+        ) as client,
+    ):
+        yield client
+
+
+def eur(amount: int) -> dict[str, Any]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+async def set_limit(
+    api: httpx.AsyncClient, tenant: str, customer: str, amount: int
+) -> httpx.Response:
+    return await api.put(
+        f"/v1/customers/{customer}/credit-limit",
+        json={"limit": eur(amount), "reason": "annual review"},
+        headers=auth(tenant),
+    )
+
+
+async def check(
+    api: httpx.AsyncClient, tenant: str, customer: str, amount: int, reference: str | None = None
+) -> dict[str, Any]:
+    r = await api.post(
+        "/v1/credit-checks",
+        headers=auth(tenant, scopes=("invoices:write",)),
+        json={
+            "customer_id": customer,
+            "amount": eur(amount),
+            "reference": reference or f"invoice:{uuid.uuid4()}",
+        },
+    )
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_limits_below_the_threshold_apply_above_it_need_a_second_person(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    r = await set_limit(api, tenant, "c1", 1_000_000)  # 10,000.00 EUR: under 50,000.00
+    assert r.status_code == 200 and r.json()["limit"] == eur(1_000_000)
+    big = await set_limit(api, tenant, "c1", 9_000_000)
+    pending = big.json()["pending_limit_change"]
+    assert big.json()["limit"] == eur(1_000_000) and pending["limit"] == eur(9_000_000)
+    approve = f"/v1/customers/c1/credit-limit/requests/{pending['request_id']}/approve"
+    own = await api.post(approve, headers=auth(tenant, "analyst", (*SCOPES, "credit:approve")))
+    assert own.status_code == 403  # maker-checker: not by the requester
+    no_scope = await api.post(approve, headers=auth(tenant, "boss"))
+    assert no_scope.status_code == 403
+    ok = await api.post(approve, headers=auth(tenant, "boss", ("credit:approve",)))
+    assert ok.status_code == 200 and ok.json()["limit"] == eur(9_000_000)
+    assert ok.json()["pending_limit_change"] is None
+
+
+async def test_checks_pass_reserve_and_fail_with_reasons(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    none = await check(api, tenant, "nobody", 100)
+    assert none["outcome"] == "failed" and none["reasons"][0]["code"] == "no_limit"
+    await set_limit(api, tenant, "c2", 100_000)
+    first = await check(api, tenant, "c2", 60_000, "invoice:A")
+    assert first["outcome"] == "passed"
+    again = await check(api, tenant, "c2", 60_000, "invoice:A")  # a retried issue: same answer
+    assert again["check_id"] == first["check_id"] and again["outcome"] == "passed"
+    second = await check(api, tenant, "c2", 50_000, "invoice:B")  # 60,000 reserved already
+    assert second["outcome"] == "failed"
+    assert second["reasons"][0]["code"] == "over_limit"
+    assert second["reasons"][0]["amount"] == eur(10_000)
+    account = (await api.get("/v1/customers/c2/credit", headers=auth(tenant))).json()
+    assert account["headroom"] == eur(40_000) and len(account["reservations"]) == 1
+
+
+async def test_holds_refuse_every_check_until_released(api: httpx.AsyncClient, tenant: str) -> None:
+    await set_limit(api, tenant, "c3", 100_000)
+    hold = await api.post(
+        "/v1/customers/c3/holds", json={"reason": "fraud review"}, headers=auth(tenant)
+    )
+    assert hold.status_code == 201
+    hold_id = hold.json()["holds"][0]["hold_id"]
+    refused = await check(api, tenant, "c3", 1)
+    assert [r["code"] for r in refused["reasons"]] == ["on_hold"]
+    assert "fraud review" in refused["reasons"][0]["message"]
+    released = await api.post(
+        f"/v1/customers/c3/holds/{hold_id}/release",
+        json={"reason": "cleared"},
+        headers=auth(tenant),
+    )
+    assert released.status_code == 200 and released.json()["on_hold"] is False
+    assert (await check(api, tenant, "c3", 1))["outcome"] == "passed"
+
+
+async def test_concurrent_checks_cannot_spend_the_same_headroom(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    await set_limit(api, tenant, "c4", 100_000)
+    results = await asyncio.gather(*(check(api, tenant, "c4", 30_000) for _ in range(10)))
+    assert sorted(r["outcome"] for r in results) == ["failed"] * 7 + ["passed"] * 3
+    account = (await api.get("/v1/customers/c4/credit", headers=auth(tenant))).json()
+    assert account["headroom"] == eur(10_000)
+
+
+async def test_tenants_do_not_see_each_other(api: httpx.AsyncClient, tenant: str) -> None:
+    await set_limit(api, tenant, "c5", 100_000)
+    other = await api.get("/v1/customers/c5/credit", headers=auth(f"{tenant}x"))
+    assert other.status_code == 404
+    assert (await check(api, f"{tenant}x", "c5", 1))["reasons"][0]["code"] == "no_limit"

@@ -1,0 +1,114 @@
+"""Invoice and credit services together: the credit check, then exposure kept through Kafka.
+
+Both apps run their real relays and consumers against the real Postgres and Kafka; the invoice
+service reaches the credit service's real endpoint over HTTP (in-process transport).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from services.credit.api.app import create_app as credit_app
+from services.credit.config import CreditSettings
+from services.invoice.adapters.credit_client import CreditCheckClient
+from services.invoice.api.app import create_app as invoice_app
+from services.invoice.config import InvoiceSettings
+from shared.auth import mint_token
+from shared.migrations import upgrade
+from shared.settings import AuthSettings
+
+pytestmark = pytest.mark.integration
+
+SCOPES = ("invoices:read", "invoices:write", "credit:read", "credit:write")
+ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+LINES = [
+    {
+        "description": "Consulting",
+        "quantity": "10",
+        "unit_price": 12_000,
+        "taxes": [{"code": "VAT19", "percent": "19"}],
+    }
+]  # 1,428.00 EUR
+
+
+async def test_issuing_checks_credit_and_exposure_follows_the_invoice_stream() -> None:
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    headers = {
+        "Authorization": "Bearer "
+        + mint_token(AuthSettings(), subject="erp", tenant_id=tenant, scopes=SCOPES)
+    }
+    credit_settings, invoice_settings = CreditSettings(), InvoiceSettings()
+    await upgrade("credit", credit_settings.dsn())
+    await upgrade("invoice", invoice_settings.dsn())
+    credit = credit_app(credit_settings)
+    async with credit.router.lifespan_context(credit):
+        client = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
+        invoices = invoice_app(invoice_settings, client)
+        async with (
+            invoices.router.lifespan_context(invoices),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=invoices),
+                base_url="http://invoice",
+                headers=headers,
+            ) as inv,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=credit), base_url="http://credit", headers=headers
+            ) as cred,
+        ):
+            r = await inv.post(
+                "/v1/customers",
+                json={
+                    "customer_id": "c-1",
+                    "name": "Acme",
+                    "email": "ap@acme.example",
+                    "currency": "EUR",
+                    "billing_address": ADDRESS,
+                    "default_terms": {"kind": "net", "net_days": 30},
+                },
+            )
+            assert r.status_code == 201, r.text
+            limit = await cred.put(
+                "/v1/customers/c-1/credit-limit",
+                json={"limit": {"amount": 200_000, "currency": "EUR"}, "reason": "onboarding"},
+            )
+            assert limit.status_code == 200, limit.text
+
+            async def draft_and_issue() -> httpx.Response:
+                d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": LINES})
+                assert d.status_code == 201, d.text
+                return await inv.post(f"/v1/invoices/{d.json()['invoice_id']}/issue", json={})
+
+            first = await draft_and_issue()
+            assert first.status_code == 200, first.text
+            assert first.json()["credit_check"]["outcome"] == "passed"
+
+            # InvoiceIssued travels relay -> Kafka -> credit consumer: exposure 1,428.00 EUR,
+            # and the check's reservation is released as invoiced (not counted twice).
+            account = await _eventually(
+                cred,
+                "/v1/customers/c-1/credit",
+                lambda a: a.get("exposure", {}).get("amount") == 142_800 and not a["reservations"],
+            )
+            assert account["headroom"] == {"amount": 57_200, "currency": "EUR"}
+
+            second = await draft_and_issue()  # 1,428.00 more does not fit in 572.00
+            assert second.status_code == 422, second.text
+            reason = second.json()["error"]["details"]["reasons"][0]
+            assert reason["code"] == "over_limit"
+            assert reason["message"].startswith("over the limit by 856.00 EUR")
+
+
+async def _eventually(client: httpx.AsyncClient, path: str, ready: Any, timeout: float = 30) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    body: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        body = (await client.get(path)).json()
+        if ready(body):
+            return body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not reached within {timeout}s: {body}")
