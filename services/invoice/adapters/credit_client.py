@@ -1,9 +1,11 @@
 """REST client for the credit service's credit check, called before an invoice is issued.
 
 Contract (the credit service implements it): `POST /v1/credit-checks` with
-`{"customer_id", "amount": {"amount", "currency"}, "reference"}`, the caller's bearer token
-forwarded (the check is tenant-scoped like every request) and an Idempotency-Key derived from the
-invoice, so a retried issue never reserves credit twice. The answer is
+`{"customer_id", "amount": {"amount", "currency"}, "reference"}` and the caller's bearer token
+forwarded (the check is tenant-scoped like every request). The check is idempotent per
+`reference` (`invoice:<id>`): a retried issue after a pass gets the same check and never reserves
+twice, while a retry after a refusal is decided afresh (the limit may have been raised). No
+Idempotency-Key is sent: it would replay the first refusal forever. The answer is
 `{"check_id", "outcome": "passed" | "failed", "reasons": [{"code", "message"}]}`.
 Anything else — timeout, refused connection, 5xx, an unreadable body — is "unavailable", and the
 issuing policy (a setting) decides what that means.
@@ -54,10 +56,9 @@ class CreditCheckClient:
         amount: Money,
         reference: str,
         bearer_token: str,
-        idempotency_key: str,
         correlation_id: str | None = None,
     ) -> CreditDecision:
-        headers = {"Authorization": f"Bearer {bearer_token}", "Idempotency-Key": idempotency_key}
+        headers = {"Authorization": f"Bearer {bearer_token}"}
         if correlation_id:
             headers["X-Correlation-ID"] = correlation_id
         body = {"customer_id": customer_id, "amount": amount.model_dump(), "reference": reference}

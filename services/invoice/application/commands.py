@@ -299,7 +299,6 @@ async def issue_invoice(
         amount=state.total,
         reference=f"invoice:{state.invoice_id}",
         bearer_token=bearer_token,
-        idempotency_key=f"invoice-issue-{state.invoice_id}",
         correlation_id=str(ctx.correlation_id) if ctx.correlation_id else None,
     )
     record = _credit_record(decision, principal, request, allow_when_credit_unavailable)

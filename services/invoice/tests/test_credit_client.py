@@ -22,7 +22,6 @@ async def check(client: CreditCheckClient, customer: str = "c1", amount: Money =
         amount=amount,
         reference="invoice:1",
         bearer_token="tok",
-        idempotency_key="invoice-issue-1",
         correlation_id="cid-1",
     )
 
@@ -44,7 +43,7 @@ async def test_passed_and_failed_answers_carry_id_and_reasons() -> None:
         "reference": "invoice:1",
     }
     assert sent["headers"]["authorization"] == "Bearer tok"
-    assert sent["headers"]["idempotency-key"] == "invoice-issue-1"
+    assert "idempotency-key" not in sent["headers"]  # idempotent by reference instead
     assert sent["headers"]["x-correlation-id"] == "cid-1"
 
 
