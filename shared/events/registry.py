@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.errors import ValidationFailed
 from shared.events.envelope import EventEnvelope, NewEvent
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -30,6 +31,23 @@ class EventPayload(BaseModel):
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
+
+
+def build_event(model: type[P], **fields: Any) -> P:
+    """Construct a payload in a decide function, turning pydantic's complaints into a 422 with
+    per-field details (a command's bad input, not a bug)."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid"}
+        raise ValidationFailed(
+            f"invalid {model.event_type}: {first['field']}: {first['message']}",
+            {"errors": errors},
+        ) from None
 
 
 @dataclass

@@ -6,11 +6,13 @@ commit together or not at all: there is no second write to forget.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from shared.db import checked_schema
 from shared.errors import ConcurrencyConflict, NotFound
 from shared.events.envelope import EventEnvelope, NewEvent
+
+T = TypeVar("T")
 
 ANY_VERSION = -1
 """expected_version meaning 'append whatever the stream's version is' (no concurrency check)."""
@@ -230,3 +234,19 @@ def _columns(
         "traceparents": [ctx.traceparent] * n,
         "payloads": [json.dumps(e.payload, separators=(",", ":")) for e in events],
     }
+
+
+async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], tries: int = 25) -> T:
+    """Re-run a whole transaction that lost an optimistic-concurrency race.
+
+    Each round of a race has one winner, so with N concurrent writers a loser may need N rounds;
+    a short, growing, jittered pause keeps the racers from colliding in lockstep.
+    """
+    for n in range(1, tries + 1):
+        try:
+            return await attempt()
+        except ConcurrencyConflict:
+            if n == tries:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.005 * min(n, 10)))
+    raise AssertionError("unreachable")

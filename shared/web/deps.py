@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, verify_token
 from shared.errors import Forbidden, Unauthenticated
-from shared.eventstore.store import AppendContext
+from shared.eventstore.store import AppendContext, retry_on_conflict
 from shared.idempotency import fingerprint, run_idempotent
 from shared.logs import correlation_id_var
 from shared.tracing import current_traceparent
@@ -106,3 +106,19 @@ async def create_idempotently(
         )
     headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
     return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+
+
+Action = Callable[[AsyncSession, AppendContext], Awaitable[Any]]
+
+
+async def run_command(
+    request: Request, principal: Principal, status: int, action: Action
+) -> JSONResponse:
+    """A command as an HTTP response: one transaction, Idempotency-Key honoured, and re-run from
+    the read when it loses an optimistic-concurrency race."""
+    ctx = append_context(principal)
+
+    async def operation(session: AsyncSession) -> tuple[int, Any]:
+        return status, await action(session, ctx)
+
+    return await retry_on_conflict(lambda: create_idempotently(request, principal, operation))

@@ -21,14 +21,7 @@ from shared.contracts.credit import CreditDocument
 from shared.errors import NotFound
 from shared.eventstore.store import AppendContext
 from shared.money import Money
-from shared.web.deps import (
-    Requires,
-    RequiresAny,
-    append_context,
-    create_idempotently,
-    db_session,
-    runtime_of,
-)
+from shared.web.deps import Requires, RequiresAny, db_session, run_command, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["credit"])
 Reader = Annotated[Principal, Depends(Requires("credit:read"))]
@@ -78,21 +71,6 @@ def _settings(request: Request) -> CreditSettings:
     return settings
 
 
-async def _command(
-    request: Request,
-    principal: Principal,
-    status: int,
-    action: Callable[[AsyncSession, AppendContext], Awaitable[Any]],
-) -> JSONResponse:
-    """One transaction with Idempotency-Key support, re-run when it loses a concurrency race."""
-    ctx = append_context(principal)
-
-    async def operation(session: AsyncSession) -> tuple[int, Any]:
-        return status, await action(session, ctx)
-
-    return await accounts.retrying(lambda: create_idempotently(request, principal, operation))
-
-
 def _on_account(
     customer_id: str,
     decide: Callable[[domain.CreditAccountState | None], list[Any]],
@@ -136,7 +114,7 @@ async def change_limit(
             review_date=body.review_date,
         )
 
-    return await _command(
+    return await run_command(
         request, principal, 200, _on_account(customer_id, decide, must_exist=False)
     )
 
@@ -145,7 +123,7 @@ async def change_limit(
 async def approve_limit(
     request: Request, customer_id: CustomerIdPath, request_id: uuid.UUID, principal: Approver
 ) -> JSONResponse:
-    return await _command(
+    return await run_command(
         request,
         principal,
         200,
@@ -164,7 +142,7 @@ async def reject_limit(
     body: RequestDecision,
     principal: Approver,
 ) -> JSONResponse:
-    return await _command(
+    return await run_command(
         request,
         principal,
         200,
@@ -181,7 +159,7 @@ async def reject_limit(
 async def update_policy(
     request: Request, customer_id: CustomerIdPath, body: PolicyBody, principal: Writer
 ) -> JSONResponse:
-    return await _command(
+    return await run_command(
         request,
         principal,
         200,
@@ -194,7 +172,7 @@ async def place_hold(
     request: Request, customer_id: CustomerIdPath, body: HoldBody, principal: Writer
 ) -> JSONResponse:
     hold_id = uuid.uuid4()
-    return await _command(
+    return await run_command(
         request,
         principal,
         201,
@@ -215,7 +193,7 @@ async def release_hold(
     body: HoldBody,
     principal: Writer,
 ) -> JSONResponse:
-    return await _command(
+    return await run_command(
         request,
         principal,
         200,
@@ -251,7 +229,7 @@ async def credit_check(
     """Passes (and reserves the amount for a while) or fails with reasons. Used by invoicing."""
     ttl = timedelta(seconds=_settings(request).reservation_ttl_seconds)
     check = accounts.CheckRequest(body.customer_id, body.amount, body.reference, body.terms_kind)
-    return await _command(
+    return await run_command(
         request,
         principal,
         200,

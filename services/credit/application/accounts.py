@@ -8,11 +8,9 @@ on the new state, and sees the winner's reservation.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -24,7 +22,7 @@ from services.credit.adapters import exposure as exposure_store
 from services.credit.domain import account as accounts
 from services.credit.domain.account import CreditAccountState, live_reservations
 from shared.contracts.credit import CreditCheckReason
-from shared.errors import ConcurrencyConflict, NotFound
+from shared.errors import NotFound
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload, registry
 from shared.eventstore.store import AppendContext, EventStore
@@ -161,22 +159,6 @@ def account_view(state: CreditAccountState, at: datetime | None = None) -> dict[
         ],
         "version": state.version,
     }
-
-
-async def retrying(attempt: Callable[[], Awaitable[T]], tries: int = 25) -> T:
-    """Re-run a whole transaction that lost an optimistic-concurrency race.
-
-    Each round of a race has one winner, so with N concurrent writers a loser may need N rounds;
-    a short, growing, jittered pause keeps the racers from colliding in lockstep.
-    """
-    for n in range(1, tries + 1):
-        try:
-            return await attempt()
-        except ConcurrencyConflict:
-            if n == tries:
-                raise
-            await asyncio.sleep(random.uniform(0, 0.005 * min(n, 10)))
-    raise AssertionError("unreachable")
 
 
 # ---- the credit check ----------------------------------------------------------------------------

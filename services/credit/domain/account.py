@@ -25,9 +25,7 @@ import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, TypeVar
-
-from pydantic import ValidationError
+from typing import Any, Literal
 
 from shared.contracts.credit import (
     CreditCheckFailed,
@@ -46,7 +44,7 @@ from shared.contracts.credit import (
 )
 from shared.contracts.invoice import TermsKind
 from shared.errors import Forbidden, NotFound, StateConflict, ValidationFailed
-from shared.events.registry import EventPayload
+from shared.events.registry import EventPayload, build_event
 from shared.money import Money, sum_money
 
 __all__ = [
@@ -79,7 +77,6 @@ DEFAULT_MAX_DAYS_OVERDUE = 60
 """Until a policy says otherwise, a check fails once an invoice is more than 60 days overdue."""
 
 RequestOutcome = Literal["approved", "rejected"]
-E = TypeVar("E", bound=EventPayload)
 
 
 class InvalidEventSequence(ValueError):
@@ -322,22 +319,6 @@ def _details(state: CreditAccountState, **extra: Any) -> dict[str, Any]:
     return details
 
 
-def _build(model: type[E], **fields: Any) -> E:
-    """Construct an event, turning pydantic's complaints into a 422 with per-field details."""
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        first = errors[0] if errors else {"field": "", "message": "invalid"}
-        raise ValidationFailed(
-            f"invalid {model.event_type}: {first['field']}: {first['message']}",
-            {"errors": errors},
-        ) from None
-
-
 def _require_aware(value: datetime, what: str) -> None:
     """A naive instant is a programming error (the clock is read by the caller, in UTC)."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -425,7 +406,7 @@ def change_limit(
                 _details(state, request_id=request_id),
             )
         return [
-            _build(
+            build_event(
                 CreditLimitChangeRequested,
                 customer_id=state.customer_id,
                 request_id=request_id,
@@ -437,7 +418,7 @@ def change_limit(
             )
         ]
     return [
-        _build(
+        build_event(
             CreditLimitChanged,
             customer_id=state.customer_id,
             limit=limit,
@@ -484,7 +465,7 @@ def approve_limit_change(
             _details(state, request_id=request_id, requested_by=pending.requested_by),
         )
     return [
-        _build(
+        build_event(
             CreditLimitChanged,
             customer_id=state.customer_id,
             limit=pending.limit,
@@ -511,7 +492,7 @@ def reject_limit_change(
             _details(state, request_id=request_id),
         )
     return [
-        _build(
+        build_event(
             CreditLimitChangeRejected,
             customer_id=state.customer_id,
             request_id=request_id,
@@ -535,7 +516,7 @@ def update_policy(
 ) -> list[EventPayload]:
     """Replace the credit policy as a whole (a PATCH merges onto the state first); ``[]`` if
     nothing changes."""
-    event = _build(
+    event = build_event(
         CreditPolicyUpdated,
         customer_id=state.customer_id,
         max_days_overdue=max_days_overdue,
@@ -570,7 +551,7 @@ def place_hold(
     Idempotent on ``hold_id``, and an ``automatic`` hold for a ``rule`` that already holds the
     account is not placed twice. A released hold id cannot be placed again.
     """
-    event = _build(
+    event = build_event(
         CreditHoldPlaced,
         customer_id=state.customer_id,
         hold_id=hold_id,
@@ -610,7 +591,7 @@ def release_hold(
             f"customer {state.customer_id} has no hold {hold_id}", _details(state, hold_id=hold_id)
         )
     return [
-        _build(
+        build_event(
             CreditHoldReleased,
             customer_id=state.customer_id,
             hold_id=hold_id,
@@ -625,7 +606,7 @@ def release_automatic_holds(
 ) -> list[EventPayload]:
     """Lift every automatic hold ``rule`` placed (its condition cleared); ``[]`` if none."""
     return [
-        _build(
+        build_event(
             CreditHoldReleased,
             customer_id=state.customer_id,
             hold_id=hold_id,
@@ -643,7 +624,7 @@ def release_automatic_holds(
 def _released(
     state: CreditAccountState, check_id: uuid.UUID, reason: CreditReservationReleaseReason
 ) -> CreditReservationReleased:
-    return _build(
+    return build_event(
         CreditReservationReleased,
         customer_id=state.customer_id,
         check_id=check_id,
@@ -671,7 +652,7 @@ def release_reservation(
     if record is None or record.check_id not in state.reservations:
         return []
     return [
-        _build(
+        build_event(
             CreditReservationReleased,
             customer_id=state.customer_id,
             check_id=record.check_id,
@@ -825,7 +806,7 @@ def check_credit(
         terms_kind=terms_kind,
     )
     if reasons:
-        decision: EventPayload = _build(
+        decision: EventPayload = build_event(
             CreditCheckFailed,
             customer_id=state.customer_id,
             check_id=check_id,
@@ -837,7 +818,7 @@ def check_credit(
         )
     else:
         assert current.limit is not None and held is not None
-        decision = _build(
+        decision = build_event(
             CreditCheckPassed,
             customer_id=state.customer_id,
             check_id=check_id,

@@ -38,7 +38,7 @@ from services.invoice.domain.invoice import InvoiceStatus
 from shared.auth import Principal
 from shared.eventstore.store import AppendContext
 from shared.money import Money
-from shared.web.deps import Requires, append_context, create_idempotently, db_session, runtime_of
+from shared.web.deps import Requires, append_context, db_session, run_command, runtime_of
 from shared.web.pagination import MAX_PAGE_SIZE, decode_cursor, encode_cursor
 
 READ = "invoices:read"
@@ -57,21 +57,6 @@ def _settings(request: Request) -> InvoiceSettings:
     return settings
 
 
-async def _write(
-    request: Request,
-    principal: Principal,
-    status: int,
-    action: Callable[[AsyncSession, AppendContext], Awaitable[Any]],
-) -> JSONResponse:
-    """Run a command in one transaction, with Idempotency-Key support."""
-    ctx = append_context(principal)
-
-    async def operation(session: AsyncSession) -> tuple[int, Any]:
-        return status, await action(session, ctx)
-
-    return await create_idempotently(request, principal, operation)
-
-
 def _on(day: date | None) -> date:
     return day or commands.today()
 
@@ -84,7 +69,7 @@ async def register_customer(
     request: Request, body: CustomerCreate, principal: Writer
 ) -> JSONResponse:
     data = commands.CustomerInput(**body.model_dump(exclude={"customer_id"}))
-    return await _write(
+    return await run_command(
         request,
         principal,
         201,
@@ -97,7 +82,7 @@ async def update_customer(
     request: Request, customer_id: str, body: CustomerBody, principal: Writer
 ) -> JSONResponse:
     data = commands.CustomerInput(**body.model_dump())
-    return await _write(
+    return await run_command(
         request, principal, 200, lambda s, c: commands.update_customer(s, c, customer_id, data)
     )
 
@@ -135,7 +120,7 @@ async def list_customers(
 async def define_terms_template(
     request: Request, body: TermsTemplateCreate, principal: Writer
 ) -> JSONResponse:
-    return await _write(
+    return await run_command(
         request,
         principal,
         201,
@@ -158,7 +143,9 @@ async def draft_invoice(request: Request, body: InvoiceCreate, principal: Writer
         lines=body.lines,
         terms=body.terms,
     )
-    return await _write(request, principal, 201, lambda s, c: commands.draft_invoice(s, c, data))
+    return await run_command(
+        request, principal, 201, lambda s, c: commands.draft_invoice(s, c, data)
+    )
 
 
 @router.get(
@@ -222,7 +209,7 @@ async def update_draft(
     request: Request, invoice_id: uuid.UUID, body: InvoicePatch, principal: Writer
 ) -> JSONResponse:
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    return await _write(
+    return await run_command(
         request, principal, 200, lambda s, c: commands.update_draft(s, c, invoice_id, changes)
     )
 
@@ -264,7 +251,7 @@ def _change(
     async def action(session: AsyncSession, ctx: AppendContext) -> Any:
         return invoice_view(await commands.change_invoice(session, ctx, invoice_id, decide))
 
-    return _write(request, principal, status, action)
+    return run_command(request, principal, status, action)
 
 
 @router.post("/invoices/{invoice_id}/void")
@@ -292,7 +279,7 @@ async def write_off(
 async def issue_credit_note(
     request: Request, invoice_id: uuid.UUID, body: CreditNoteCreate, principal: Writer
 ) -> JSONResponse:
-    return await _write(
+    return await run_command(
         request,
         principal,
         201,
@@ -326,7 +313,7 @@ async def resolve_dispute(
     body: DisputeResolve,
     principal: Writer,
 ) -> JSONResponse:
-    return await _write(
+    return await run_command(
         request,
         principal,
         200,

@@ -10,7 +10,6 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 
-from services.invoice.domain._types import build_event
 from shared.contracts.invoice import (
     Address,
     CustomerRegistered,
@@ -19,7 +18,7 @@ from shared.contracts.invoice import (
     PaymentTermsTemplateDefined,
 )
 from shared.errors import StateConflict
-from shared.events.registry import EventPayload
+from shared.events.registry import EventPayload, build_event
 
 __all__ = [
     "CustomerState",

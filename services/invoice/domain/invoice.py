@@ -22,7 +22,6 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from services.invoice.domain._types import build_event
 from services.invoice.domain.customer import (
     CustomerState,
     TermsTemplateState,
@@ -58,7 +57,7 @@ from shared.contracts.invoice import (
     PaymentUnapplied,
 )
 from shared.errors import NotFound, StateConflict, ValidationFailed
-from shared.events.registry import EventPayload
+from shared.events.registry import EventPayload, build_event
 from shared.money import Money, sum_money
 
 __all__ = [
