@@ -17,3 +17,5 @@ class CreditSettings(ServiceSettings):
     reservation_ttl_seconds: int = 900
     # A limit raised above this (minor units of the account currency) needs a second approver.
     limit_approval_threshold_minor: int | None = 5_000_000
+    # How often automatic hold rules are re-evaluated (invoices become overdue by the calendar).
+    hold_sweep_interval_seconds: float = 300.0

@@ -21,3 +21,16 @@ class LateFeeAssessed(EventPayload):
     reason: str
     assessed_on: date
     policy_step: str | None = None
+
+
+@registry.payload
+class AccountEscalated(EventPayload):
+    """The customer's overdue invoices were handed to collections (a dunning policy step)."""
+
+    event_type = "AccountEscalated"
+
+    customer_id: str
+    invoice_ids: list[uuid.UUID]
+    reason: str
+    escalated_on: date
+    policy_step: str | None = None

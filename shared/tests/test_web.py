@@ -116,7 +116,7 @@ async def test_a_crashed_background_worker_makes_the_service_not_ready(
         raise RuntimeError("consumer died")
 
     runtime = app.state.runtime
-    runtime._spawn(crash(), "consumer test-group")
+    runtime.spawn(crash(), "consumer test-group")
     await asyncio.sleep(0.05)
     ready = await client.get("/readyz")
     assert ready.status_code == 503

@@ -15,7 +15,7 @@ from shared.settings import ServiceSettings
 from shared.tracing import setup_tracing
 from shared.web.errors import install_error_handlers
 from shared.web.middleware import RequestContextMiddleware
-from shared.web.runtime import ConsumerSpec, ServiceRuntime
+from shared.web.runtime import ConsumerSpec, ServiceRuntime, Worker
 
 
 def create_service_app(
@@ -27,6 +27,7 @@ def create_service_app(
     consumers: Sequence[ConsumerSpec] = (),
     topic_router: TopicRouter | None = None,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    workers: Sequence[Worker] = (),
     version: str = "0.1.0",
 ) -> FastAPI:
     @asynccontextmanager
@@ -36,6 +37,8 @@ def create_service_app(
         runtime = ServiceRuntime.create(settings)
         app.state.runtime = runtime
         await runtime.start(list(consumers), topic_router)
+        for worker in workers:
+            runtime.spawn(worker.run(runtime), worker.name)
         try:
             yield
         finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
@@ -32,6 +32,14 @@ class ConsumerSpec:
     handler: Handler
 
 
+class Worker(Protocol):
+    """A periodic background job of a service (e.g. a sweeper); it stops when `runtime.stopping`."""
+
+    name: str
+
+    def run(self, runtime: ServiceRuntime) -> Coroutine[Any, Any, None]: ...
+
+
 @dataclass
 class ServiceRuntime:
     settings: ServiceSettings
@@ -41,6 +49,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     consumers: list[ConsumerRuntime] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def create(cls, settings: ServiceSettings) -> ServiceRuntime:
@@ -70,7 +79,7 @@ class ServiceRuntime:
                 batch_size=s.kafka.relay_batch_size,
                 poll_interval=s.kafka.relay_poll_interval_seconds,
             )
-            self._spawn(self.relay.run(), "relay")
+            self.spawn(self.relay.run(), "relay")
         if s.run_consumers and self.producer is not None:
             for spec in consumer_specs:
                 consumer = make_consumer(s.kafka, spec.group_id)
@@ -88,15 +97,16 @@ class ServiceRuntime:
                 consumer.subscribe(list(spec.topics), listener=runtime.rebalance_listener())
                 await _retrying(consumer.start, f"{spec.group_id}: Kafka consumer")
                 self.consumers.append(runtime)
-                self._spawn(runtime.run(), f"consumer {spec.group_id}")
+                self.spawn(runtime.run(), f"consumer {spec.group_id}")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         self.tasks.append(task)
 
     async def stop(self) -> None:
         """Graceful: the relay and consumers finish their batch, then connections close."""
+        self.stopping.set()
         if self.relay is not None:
             self.relay.stop()
         for consumer in self.consumers:
@@ -155,3 +165,17 @@ async def _retrying(start: Callable[[], object], what: str, attempts: int = 30) 
                 raise
             log.warning("%s not reachable yet (%s); retry %d/%d", what, exc, attempt, attempts)
             await asyncio.sleep(1)
+
+
+async def every(
+    runtime: ServiceRuntime, seconds: float, job: Callable[[], Awaitable[None]], what: str
+) -> None:
+    """Run `job` now and then every `seconds` until the service stops; a failing run is logged
+    and the next one tries again."""
+    while not runtime.stopping.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; next run in %.0fs", what, seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.stopping.wait(), timeout=seconds)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure
-from services.credit.application import accounts
+from services.credit.application import accounts, holds
 from services.credit.domain import account as domain
 from shared.consumer import MessageContext
 from shared.contracts import invoice as inv
+from shared.contracts.dunning import AccountEscalated
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import registry
 from shared.topics import event_topic
@@ -55,6 +56,28 @@ async def on_invoice_event(
             await exposure.move_due_date(session, tenant, event.invoice_id, event.new_due_date)
         case _:
             return
+    if envelope.customer_id:  # payments may clear, new invoices may breach, the hold rules
+        await holds.evaluate(
+            session,
+            accounts.caused_by(envelope, holds.SYSTEM),
+            envelope.customer_id,
+            accounts.now().date(),
+        )
+
+
+async def on_dunning_event(
+    session: AsyncSession, envelope: EventEnvelope, _: MessageContext
+) -> None:
+    if envelope.event_type != AccountEscalated.event_type:
+        return
+    event = registry.decode(envelope)
+    assert isinstance(event, AccountEscalated)
+    await holds.hold_for_escalation(
+        session,
+        accounts.caused_by(envelope, holds.SYSTEM),
+        event.customer_id,
+        f"escalated to collections on {event.escalated_on}: {event.reason}",
+    )
 
 
 async def _release_reservation(

@@ -28,11 +28,6 @@ def auth(tenant: str, subject: str = "analyst", scopes: tuple[str, ...] = SCOPES
 
 
 @pytest.fixture
-def tenant() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     settings = CreditSettings(run_relay=False, run_consumers=False)
     await upgrade("credit", settings.dsn())
