@@ -12,7 +12,7 @@ DLQ_SUFFIX = ".dlq"
 SERVICE_AGGREGATES: dict[str, tuple[str, ...]] = {
     "invoice": ("invoice", "customer", "terms_template"),
     "payments": ("payment", "bank_statement"),
-    "credit": ("credit_account",),
+    "credit": ("credit_account", "credit_policy"),
     "dunning": ("dunning_case",),
     "reporting": (),
 }

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.contracts.fields import Days, Text
+from shared.contracts.fields import Days, ExactDecimal, Text
 from shared.contracts.invoice import TermsKind
 from shared.events.registry import EventPayload, registry
 from shared.money import Money
@@ -47,6 +47,9 @@ __all__ = [
     "CreditPolicyUpdated",
     "CreditReservationReleaseReason",
     "CreditReservationReleased",
+    "RiskBand",
+    "RiskFactorRecord",
+    "RiskScoreChanged",
 ]
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
@@ -350,3 +353,80 @@ class CreditHoldReleased(EventPayload):
     hold_id: uuid.UUID
     reason: Text
     released_by: Actor
+
+
+# -------------------------------------------------------------------------------- risk
+
+RiskBand = Literal["low", "medium", "high", "severe"]
+"""Score 0-24 ``low``, 25-49 ``medium``, 50-74 ``high``, 75-100 ``severe``."""
+
+RiskScore = Annotated[StrictInt, Field(ge=0, le=100)]
+"""0 (safest) to 100 (riskiest)."""
+
+
+class RiskFactorRecord(BaseModel):
+    """One factor of a risk score: what was measured, the points it added and why.
+
+    ``value`` is in the factor's own unit (days for ``average_days_late`` and ``trend``, a share
+    between 0 and 1 for ``late_share``, ``disputes`` and ``overdue_exposure``, a count for
+    ``reversals`` and ``thin_file``) and is a string in JSON; ``explanation`` says it in plain
+    English with the numbers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*$")]
+    label: ShortText
+    value: ExactDecimal
+    points: RiskScore
+    explanation: Text
+
+
+@registry.payload
+class RiskScoreChanged(EventPayload):
+    """The customer's risk score, band or recommended credit limit changed (or was first set).
+
+    ``score`` is the sum of the factors' points, capped at 100. ``recommended_limit`` is absent
+    when the customer invoiced nothing recently; zero means cash in advance. It is advice only:
+    the limit itself changes only with ``CreditLimitChanged``.
+    """
+
+    event_type: ClassVar[str] = "RiskScoreChanged"
+    schema_version: ClassVar[int] = 1
+
+    customer_id: CustomerId
+    score: RiskScore
+    previous_score: RiskScore | None
+    band: RiskBand
+    factors: Annotated[list[RiskFactorRecord], Field(min_length=1, max_length=50)]
+    recommended_limit: Money | None
+    as_of: date
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RiskScoreChanged:
+        codes = [f.code for f in self.factors]
+        if len(set(codes)) != len(codes):
+            raise ValueError("factors must not repeat a code")
+        if self.score != min(100, sum(f.points for f in self.factors)):
+            raise ValueError("score must equal the sum of the factors' points, capped at 100")
+        _not_negative(self.recommended_limit, "a recommended limit")
+        return self
+
+
+@registry.payload
+class CreditDefaultPolicySet(EventPayload):
+    """The tenant-wide default (``segment`` None) or a segment's default credit policy, taken
+    by accounts that have no limit of their own when credit is first asked for."""
+
+    event_type: ClassVar[str] = "CreditDefaultPolicySet"
+    schema_version: ClassVar[int] = 1
+
+    segment: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")] | None
+    limit: Money | None
+    max_days_overdue: Days
+    allowed_terms: Annotated[list[TermsKind], Field(max_length=20)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_negative_limit(self) -> CreditDefaultPolicySet:
+        _not_negative(self.limit, "a default limit")
+        return self

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure as exposure_store
-from services.credit.application import accounts
+from services.credit.application import accounts, defaults
 from services.credit.config import CreditSettings
 from services.credit.domain import account as domain
 from shared.auth import Principal
@@ -159,11 +159,18 @@ async def reject_limit(
 async def update_policy(
     request: Request, customer_id: CustomerIdPath, body: PolicyBody, principal: Writer
 ) -> JSONResponse:
+    """Opens the account if needed, so a customer can be put in a segment before any limit."""
     return await run_command(
         request,
         principal,
         200,
-        _on_account(customer_id, lambda s: domain.update_policy(_exists(s), **body.model_dump())),
+        _on_account(
+            customer_id,
+            lambda s: domain.update_policy(
+                s or domain.CreditAccountState(customer_id=customer_id), **body.model_dump()
+            ),
+            must_exist=False,
+        ),
     )
 
 
@@ -202,6 +209,49 @@ async def release_hold(
             lambda s: domain.release_hold(_exists(s), hold_id, body.reason, principal.actor),
         ),
     )
+
+
+class DefaultPolicyBody(Body):
+    limit: Money | None = None
+    max_days_overdue: Annotated[int, Field(ge=0, le=3650)] = 60
+    allowed_terms: list[Literal["net", "due_on_receipt", "end_of_month", "installments"]] = []
+
+
+@router.put("/credit-policies/default", tags=["default policies"])
+async def set_tenant_default(
+    request: Request, body: DefaultPolicyBody, principal: Writer
+) -> JSONResponse:
+    """The tenant-wide default for customers without a limit (and without a segment default)."""
+    return await run_command(
+        request,
+        principal,
+        200,
+        lambda s, c: defaults.set_default(
+            s, c, None, body.limit, body.max_days_overdue, list(body.allowed_terms)
+        ),
+    )
+
+
+@router.put("/credit-policies/segments/{segment}", tags=["default policies"])
+async def set_segment_default(
+    request: Request,
+    segment: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")],
+    body: DefaultPolicyBody,
+    principal: Writer,
+) -> JSONResponse:
+    return await run_command(
+        request,
+        principal,
+        200,
+        lambda s, c: defaults.set_default(
+            s, c, segment, body.limit, body.max_days_overdue, list(body.allowed_terms)
+        ),
+    )
+
+
+@router.get("/credit-policies", tags=["default policies"])
+async def list_default_policies(principal: Reader, session: Session) -> list[dict[str, Any]]:
+    return await defaults.list_defaults(session, principal.tenant_id)
 
 
 @router.get("/customers/{customer_id}/credit")

@@ -19,8 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure as exposure_store
+from services.credit.application import defaults
 from services.credit.domain import account as accounts
 from services.credit.domain.account import CreditAccountState, live_reservations
+from services.credit.domain.defaults import adopt_default
 from shared.contracts.credit import CreditCheckReason
 from shared.errors import NotFound
 from shared.events.envelope import EventEnvelope
@@ -182,16 +184,21 @@ async def check_credit(
 ) -> dict[str, Any]:
     """Decide, record (CreditCheckPassed/Failed) and answer in the invoice service's contract."""
     at = now()
-    state, version = await find_account(session, ctx.tenant_id, request.customer_id)
-    if state is None:  # never given a limit: refuse, and record the refusal on a new account
-        state = accounts.CreditAccountState(customer_id=request.customer_id)
-    currency = state.currency or request.amount.currency
+    found, version = await find_account(session, ctx.tenant_id, request.customer_id)
+    state = found or accounts.CreditAccountState(customer_id=request.customer_id)
+    # An account without a limit of its own takes its segment's or the tenant's default first.
+    default = await defaults.resolve(session, ctx.tenant_id, state.segment)
+    adopted = adopt_default(state, default)
+    decided_on = state
+    for event in adopted:
+        decided_on = accounts.evolve(decided_on, event)
+    currency = decided_on.currency or request.amount.currency
     exposure = await exposure_store.exposure_of(
         session, ctx.tenant_id, request.customer_id, currency, today or at.date()
     )
     check_id = uuid.uuid4()
-    events = accounts.check_credit(
-        state,
+    events = adopted + accounts.check_credit(
+        decided_on,
         check_id=check_id,
         reference=request.reference,
         amount=request.amount,

@@ -141,3 +141,61 @@ async def test_tenants_do_not_see_each_other(api: httpx.AsyncClient, tenant: str
     other = await api.get("/v1/customers/c5/credit", headers=auth(f"{tenant}x"))
     assert other.status_code == 404
     assert (await check(api, f"{tenant}x", "c5", 1))["reasons"][0]["code"] == "no_limit"
+
+
+async def test_accounts_without_a_limit_take_the_tenant_default(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    assert (await check(api, tenant, "new-1", 100))["reasons"][0]["code"] == "no_limit"
+    r = await api.put(
+        "/v1/credit-policies/default",
+        headers=auth(tenant),
+        json={"limit": eur(50_000), "max_days_overdue": 30},
+    )
+    assert r.status_code == 200 and r.json()["scope"] == "tenant"
+    passed = await check(api, tenant, "new-2", 40_000)
+    assert passed["outcome"] == "passed" and passed["limit"] == eur(50_000)
+    account = (await api.get("/v1/customers/new-2/credit", headers=auth(tenant))).json()
+    assert account["policy"]["max_days_overdue"] == 30 and account["limit"] == eur(50_000)
+    await set_limit(api, tenant, "own", 1_000)  # a customer's own limit always wins
+    own = await check(api, tenant, "own", 2_000)
+    assert own["outcome"] == "failed" and own["limit"] == eur(1_000)
+
+
+async def test_a_customer_in_a_segment_takes_the_segment_default(
+    api: httpx.AsyncClient, tenant: str
+) -> None:
+    await api.put("/v1/credit-policies/default", headers=auth(tenant), json={"limit": eur(1_000)})
+    seg = await api.put(
+        "/v1/credit-policies/segments/enterprise",
+        headers=auth(tenant),
+        json={"limit": eur(900_000), "max_days_overdue": 45},
+    )
+    assert seg.status_code == 200, seg.text
+    placed = await api.put(
+        "/v1/customers/big/credit-policy",
+        headers=auth(tenant),
+        json={"max_days_overdue": 60, "segment": "enterprise"},
+    )
+    assert placed.status_code == 200 and placed.json()["limit"] is None
+    big = await check(api, tenant, "big", 800_000)
+    assert big["outcome"] == "passed" and big["limit"] == eur(900_000)
+    big_account = (await api.get("/v1/customers/big/credit", headers=auth(tenant))).json()
+    assert big_account["policy"]["max_days_overdue"] == 60  # its own policy is kept
+    small = await check(api, tenant, "small", 800_000)  # no segment: the tenant default
+    assert small["outcome"] == "failed" and small["limit"] == eur(1_000)
+    listed = (await api.get("/v1/credit-policies", headers=auth(tenant))).json()
+    assert [p["scope"] for p in listed] == ["segment:enterprise", "tenant"]
+
+
+async def test_path_and_body_validation(api: httpx.AsyncClient, tenant: str) -> None:
+    bad_path = await api.put("/v1/credit-policies/segments/a b", headers=auth(tenant), json={})
+    assert bad_path.status_code == 422
+    bad_body = await api.put(
+        "/v1/credit-policies/default",
+        headers=auth(tenant),
+        json={"limit": {"amount": 1.5, "currency": "EUR"}},
+    )
+    assert bad_body.status_code == 422
+    bad_customer = await api.get("/v1/customers/a%20b/credit", headers=auth(tenant))
+    assert bad_customer.status_code == 422
