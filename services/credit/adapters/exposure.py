@@ -33,12 +33,13 @@ async def record_issued(
     customer_id: str,
     total: Money,
     due_date: date,
+    issue_date: date | None = None,
 ) -> None:
     await session.execute(
         text(
-            f"""INSERT INTO {SCHEMA}.invoice_exposure
-                    (tenant_id, invoice_id, customer_id, currency, open_minor, due_date)
-                VALUES (:t, :id, :c, :cur, :open, :due)
+            f"""INSERT INTO {SCHEMA}.invoice_exposure (tenant_id, invoice_id, customer_id, currency,
+                    open_minor, due_date, total_minor, issue_date)
+                VALUES (:t, :id, :c, :cur, :open, :due, :open, :issued)
                 ON CONFLICT (tenant_id, invoice_id) DO NOTHING"""
         ),
         {
@@ -48,6 +49,39 @@ async def record_issued(
             "cur": total.currency,
             "open": total.amount,
             "due": due_date,
+            "issued": issue_date or due_date,
+        },
+    )
+
+
+async def mark(
+    session: AsyncSession,
+    tenant: str,
+    invoice_id: uuid.UUID,
+    *,
+    paid_on: date | None = None,
+    reopened: bool = False,
+    disputed: bool = False,
+    reversal: bool = False,
+) -> None:
+    """Behaviour facts for the risk score: when it was paid, disputes, payment reversals."""
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.invoice_exposure SET
+                    paid_on = CASE WHEN :reopened THEN NULL
+                                   ELSE COALESCE(CAST(:paid_on AS date), paid_on) END,
+                    disputed = disputed OR :disputed,
+                    reversals = reversals + CASE WHEN :reversal THEN 1 ELSE 0 END,
+                    updated_at = now()
+                WHERE tenant_id = :t AND invoice_id = :id"""
+        ),
+        {
+            "t": tenant,
+            "id": invoice_id,
+            "paid_on": paid_on,
+            "reopened": reopened,
+            "disputed": disputed,
+            "reversal": reversal,
         },
     )
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure as exposure_store
-from services.credit.application import accounts, defaults
+from services.credit.application import accounts, defaults, risk
 from services.credit.config import CreditSettings
 from services.credit.domain import account as domain
 from shared.auth import Principal
@@ -268,6 +268,19 @@ async def get_account(customer_id: CustomerIdPath, principal: Reader, session: S
             domain.headroom(state, exp.open_invoices, accounts.now()) or Money.zero(state.currency)
         ).model_dump()
     return view
+
+
+@router.get("/customers/{customer_id}/risk")
+async def get_risk(customer_id: CustomerIdPath, principal: Reader, session: Session) -> Any:
+    """The risk score as of today, with every factor explained, and the last one published."""
+    assessment = await risk.assess(session, principal.tenant_id, customer_id, accounts.now().date())
+    if assessment is None:
+        raise NotFound(
+            f"no credit account for customer {customer_id}", {"customer_id": customer_id}
+        )
+    state, _ = await accounts.load_account(session, principal.tenant_id, customer_id)
+    published = state.last_risk.model_dump(mode="json") if state.last_risk else None
+    return {**risk.assessment_view(assessment), "last_published": published}
 
 
 @router.post("/credit-checks", status_code=200, tags=["credit checks"])

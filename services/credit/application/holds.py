@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.credit.adapters import exposure as exposure_store
-from services.credit.application import accounts
+from services.credit.application import accounts, risk
 from services.credit.domain import account as domain
 from shared.events.registry import EventPayload
 from shared.eventstore.store import AppendContext, retry_on_conflict
@@ -101,6 +101,7 @@ async def sweep(sessions: async_sessionmaker[AsyncSession], today: date) -> int:
         async def once(customer: str = row.customer_id, c: AppendContext = ctx) -> None:
             async with sessions() as session, session.begin():
                 await evaluate(session, c, customer, today)
+                await risk.reassess(session, c, customer, today)  # lateness grows by the day
 
         await retry_on_conflict(once)
     return len(rows)

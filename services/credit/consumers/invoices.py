@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure
-from services.credit.application import accounts, holds
+from services.credit.application import accounts, holds, risk
 from services.credit.domain import account as domain
 from shared.consumer import MessageContext
 from shared.contracts import invoice as inv
@@ -17,6 +17,9 @@ from shared.events.envelope import EventEnvelope
 from shared.events.registry import registry
 from shared.topics import event_topic
 from shared.web.runtime import ConsumerSpec
+
+# PaymentUnapplied reasons that mean the money came back (not a re-allocation or a refund asked for).
+REVERSAL_WORDS = ("chargeback", "bounced", "reversal", "reversed", "returned")
 
 
 async def on_invoice_event(
@@ -29,7 +32,13 @@ async def on_invoice_event(
     match event:
         case inv.InvoiceIssued():
             await exposure.record_issued(
-                session, tenant, event.invoice_id, event.customer_id, event.total, event.due_date
+                session,
+                tenant,
+                event.invoice_id,
+                event.customer_id,
+                event.total,
+                event.due_date,
+                event.issue_date,
             )
             await _release_reservation(
                 session, envelope, event.customer_id, f"invoice:{event.invoice_id}"
@@ -42,10 +51,18 @@ async def on_invoice_event(
                 -(event.amount.amount + event.discount_taken.amount),
             )
         case inv.PaymentUnapplied():
-            back = event.amount.amount + (
-                event.discount_reversed.amount if event.discount_reversed else 0
+            reversed_discount = event.discount_reversed.amount if event.discount_reversed else 0
+            await exposure.adjust_open(
+                session, tenant, event.invoice_id, event.amount.amount + reversed_discount
             )
-            await exposure.adjust_open(session, tenant, event.invoice_id, back)
+            if any(word in event.reason.lower() for word in REVERSAL_WORDS):
+                await exposure.mark(session, tenant, event.invoice_id, reversal=True)
+        case inv.InvoicePaid():
+            await exposure.mark(session, tenant, event.invoice_id, paid_on=event.paid_on)
+        case inv.InvoiceReopened():
+            await exposure.mark(session, tenant, event.invoice_id, reopened=True)
+        case inv.DisputeOpened():
+            await exposure.mark(session, tenant, event.invoice_id, disputed=True)
         case inv.CreditNoteIssued():
             await exposure.adjust_open(session, tenant, event.invoice_id, -event.amount.amount)
         case inv.LateFeeCharged():
@@ -56,12 +73,13 @@ async def on_invoice_event(
             await exposure.move_due_date(session, tenant, event.invoice_id, event.new_due_date)
         case _:
             return
-    if envelope.customer_id:  # payments may clear, new invoices may breach, the hold rules
+    if envelope.customer_id:  # the hold rules and the risk score may have moved
+        today = accounts.now().date()
         await holds.evaluate(
-            session,
-            accounts.caused_by(envelope, holds.SYSTEM),
-            envelope.customer_id,
-            accounts.now().date(),
+            session, accounts.caused_by(envelope, holds.SYSTEM), envelope.customer_id, today
+        )
+        await risk.reassess(
+            session, accounts.caused_by(envelope, "system:credit-risk"), envelope.customer_id, today
         )
 
 

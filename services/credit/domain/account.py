@@ -41,6 +41,7 @@ from shared.contracts.credit import (
     CreditPolicyUpdated,
     CreditReservationReleased,
     CreditReservationReleaseReason,
+    RiskScoreChanged,
 )
 from shared.contracts.invoice import TermsKind
 from shared.errors import Forbidden, NotFound, StateConflict, ValidationFailed
@@ -153,6 +154,8 @@ class CreditAccountState:
     decided_requests: Mapping[uuid.UUID, RequestOutcome] = dataclasses.field(default_factory=dict)
     checks: Mapping[str, CheckRecord] = dataclasses.field(default_factory=dict)
     """The latest check per reference."""
+    last_risk: RiskScoreChanged | None = None
+    """The risk score last published, so reassessing the same facts publishes nothing."""
     version: int = 0
 
     @property
@@ -272,6 +275,8 @@ def _apply(state: CreditAccountState, event: EventPayload) -> CreditAccountState
             holds={k: v for k, v in state.holds.items() if k != event.hold_id},
             released_holds=state.released_holds | {event.hold_id},
         )
+    if isinstance(event, RiskScoreChanged):
+        return replace(state, last_risk=event)
     raise InvalidEventSequence(f"{event.event_type} is not a credit account event")
 
 

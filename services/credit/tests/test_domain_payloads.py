@@ -21,6 +21,7 @@ from shared.contracts.credit import (
     CreditCheckFailed,
     CreditCheckPassed,
     CreditCheckReason,
+    CreditDefaultPolicySet,
     CreditDocument,
     CreditHoldPlaced,
     CreditHoldReleased,
@@ -29,6 +30,8 @@ from shared.contracts.credit import (
     CreditLimitChangeRequested,
     CreditPolicyUpdated,
     CreditReservationReleased,
+    RiskFactorRecord,
+    RiskScoreChanged,
 )
 from shared.events.registry import EventPayload, registry
 from shared.money import CURRENCY_EXPONENTS, Money
@@ -145,6 +148,33 @@ EXAMPLES: list[EventPayload] = [
     CreditHoldReleased(
         customer_id="c-1", hold_id=uuid.UUID(int=6), reason="paid", released_by="system:credit"
     ),
+    CreditDefaultPolicySet(
+        segment="enterprise", limit=eur("90000.00"), max_days_overdue=45, allowed_terms=["net"]
+    ),
+    RiskScoreChanged(
+        customer_id="c-1",
+        score=30,
+        previous_score=12,
+        band="medium",
+        factors=[
+            RiskFactorRecord(
+                code="late_share",
+                label="Share paid late",
+                value="0.5",
+                points=13,
+                explanation="1 of 2 invoices (50%) were paid late",
+            ),
+            RiskFactorRecord(
+                code="average_days_late",
+                label="Average days late",
+                value="17",
+                points=17,
+                explanation="paid 17 days late on average",
+            ),
+        ],
+        recommended_limit=eur("2000.00"),
+        as_of=date(2026, 3, 2),
+    ),
 ]
 
 CREDIT_PAYLOADS = {
@@ -156,7 +186,7 @@ CREDIT_PAYLOADS = {
 
 def test_every_credit_payload_has_an_example() -> None:
     assert {type(e) for e in EXAMPLES} == CREDIT_PAYLOADS
-    assert len(CREDIT_PAYLOADS) == 9
+    assert len(CREDIT_PAYLOADS) == 11
 
 
 @pytest.mark.parametrize("payload", EXAMPLES, ids=lambda p: p.event_type)
@@ -209,11 +239,15 @@ def test_json_round_trip_of_any_passed_check(
 # ============================================================================ names
 
 
+# Named in DESIGN's catalogue without the prefix; unique across the contracts all the same.
+UNPREFIXED = {"RiskScoreChanged"}
+
+
 def test_event_types_are_past_tense_credit_names_registered_once() -> None:
     for cls in CREDIT_PAYLOADS:
         assert cls.event_type == cls.__name__
-        assert cls.event_type.startswith("Credit")
-        assert cls.event_type.endswith(("ed", "Released"))
+        assert cls.event_type.startswith("Credit") or cls.event_type in UNPREFIXED
+        assert cls.event_type.endswith(("ed", "Released", "Set"))
         assert cls.schema_version == 1
         assert registry.spec(cls.event_type).payload_model is cls
 

@@ -1,0 +1,86 @@
+"""Risk scores: assessed from the behaviour facts kept beside exposure, published on change.
+
+Recomputed whenever one of the customer's invoices changes (the invoice consumer) and by the
+periodic sweeper, because lateness grows with the calendar as well as with events.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.credit.adapters.exposure import SCHEMA
+from services.credit.application import accounts
+from services.credit.domain import risk
+from shared.eventstore.store import AppendContext
+from shared.money import Money
+
+
+async def behaviour(
+    session: AsyncSession, tenant: str, customer_id: str, currency: str
+) -> list[risk.InvoiceBehaviour]:
+    rows = await session.execute(
+        text(
+            f"""SELECT invoice_id, COALESCE(total_minor, open_minor) AS total_minor,
+                       COALESCE(issue_date, due_date) AS issue_date, due_date, paid_on, open_minor,
+                       disputed, reversals
+                FROM {SCHEMA}.invoice_exposure
+                WHERE tenant_id = :t AND customer_id = :c AND currency = :cur AND NOT closed"""
+        ),
+        {"t": tenant, "c": customer_id, "cur": currency},
+    )
+    facts = []
+    for r in rows:
+        still_open = max(int(r.open_minor), 0)
+        facts.append(
+            risk.InvoiceBehaviour(
+                invoice_id=r.invoice_id,
+                amount=Money.of_minor(int(r.total_minor), currency),
+                issue_date=r.issue_date,
+                due_date=r.due_date,
+                paid_on=r.paid_on if still_open == 0 else None,
+                open_amount=Money.of_minor(still_open, currency),
+                disputed=r.disputed,
+                reversals=r.reversals,
+            )
+        )
+    return facts
+
+
+async def assess(
+    session: AsyncSession, tenant: str, customer_id: str, today: date
+) -> risk.RiskAssessment | None:
+    state, _ = await accounts.find_account(session, tenant, customer_id)
+    if state is None or state.currency is None:
+        return None
+    facts = await behaviour(session, tenant, customer_id, state.currency)
+    return risk.score(facts, as_of=today, limit=state.limit, currency=state.currency)
+
+
+async def reassess(
+    session: AsyncSession, ctx: AppendContext, customer_id: str, today: date
+) -> None:
+    """Publish RiskScoreChanged when the score, band or recommended limit moved."""
+    state, version = await accounts.find_account(session, ctx.tenant_id, customer_id)
+    if state is None or state.currency is None:
+        return  # no credit account (no currency) to score against yet
+    facts = await behaviour(session, ctx.tenant_id, customer_id, state.currency)
+    assessment = risk.score(facts, as_of=today, limit=state.limit, currency=state.currency)
+    events = risk.reassess(state.last_risk, assessment, customer_id)
+    await accounts.save_account(session, state, version, events, ctx, customer_id)
+
+
+def assessment_view(a: risk.RiskAssessment) -> dict[str, Any]:
+    return {
+        "score": a.score,
+        "band": a.band,
+        "as_of": a.as_of.isoformat(),
+        "factors": [f.to_record().model_dump(mode="json") for f in a.factors],
+        "recommended_limit": a.recommended_limit.model_dump() if a.recommended_limit else None,
+        "current_limit": a.current_limit.model_dump() if a.current_limit else None,
+        "monthly_volume": a.monthly_volume.model_dump() if a.monthly_volume else None,
+        "limit_explanation": a.limit_explanation,
+    }
