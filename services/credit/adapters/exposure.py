@@ -24,6 +24,12 @@ class Exposure:
     open_invoices: Money
     days_overdue: int
     open_invoice_count: int
+    unapplied_cash: Money
+
+    @property
+    def net(self) -> Money:
+        """What credit policy weighs: open invoices less cash received but not yet applied."""
+        return self.open_invoices - self.unapplied_cash
 
 
 async def record_issued(
@@ -124,13 +130,16 @@ async def move_due_date(
 async def exposure_of(
     session: AsyncSession, tenant: str, customer_id: str, currency: str, today: date
 ) -> Exposure:
-    """Open invoice amounts in `currency`, and how many days the oldest open one is overdue."""
+    """Open invoice amounts and unapplied cash in `currency`, and how many days the oldest open
+    invoice is overdue. Other currencies are not counted (no conversion yet)."""
     row = (
         await session.execute(
             text(
                 f"""SELECT COALESCE(sum(open_minor), 0) AS open_minor,
                            COALESCE(max(:today - due_date) FILTER (WHERE due_date < :today), 0) AS overdue,
-                           count(*) AS n
+                           count(*) AS n,
+                           (SELECT COALESCE(sum(unapplied_minor), 0) FROM {SCHEMA}.payment_cash
+                             WHERE tenant_id = :t AND customer_id = :c AND currency = :cur) AS cash
                     FROM {SCHEMA}.invoice_exposure
                     WHERE tenant_id = :t AND customer_id = :c AND currency = :cur
                       AND NOT closed AND open_minor > 0"""
@@ -138,4 +147,38 @@ async def exposure_of(
             {"t": tenant, "c": customer_id, "cur": currency, "today": today},
         )
     ).one()
-    return Exposure(Money.of_minor(int(row.open_minor), currency), int(row.overdue), int(row.n))
+    return Exposure(
+        Money.of_minor(int(row.open_minor), currency),
+        int(row.overdue),
+        int(row.n),
+        Money.of_minor(int(row.cash), currency),
+    )
+
+
+async def payment_cash(
+    session: AsyncSession,
+    tenant: str,
+    payment_id: uuid.UUID,
+    delta: int,
+    *,
+    customer_id: str | None = None,
+    currency: str | None = None,
+) -> None:
+    """Move one payment's unapplied cash by `delta` (minor units of the payment's currency).
+
+    Order-insensitive: deltas add up whatever order they arrive in, and the customer and
+    currency are filled in when PaymentReceived arrives.
+    """
+    await session.execute(
+        text(
+            f"""INSERT INTO {SCHEMA}.payment_cash AS p
+                    (tenant_id, payment_id, customer_id, currency, unapplied_minor)
+                VALUES (:t, :id, :c, :cur, :d)
+                ON CONFLICT (tenant_id, payment_id) DO UPDATE SET
+                    unapplied_minor = p.unapplied_minor + EXCLUDED.unapplied_minor,
+                    customer_id = COALESCE(p.customer_id, EXCLUDED.customer_id),
+                    currency = COALESCE(p.currency, EXCLUDED.currency),
+                    updated_at = now()"""
+        ),
+        {"t": tenant, "id": payment_id, "c": customer_id, "cur": currency, "d": delta},
+    )

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from services.credit.api.routes import router
 from services.credit.application.holds import HoldSweeper
 from services.credit.config import CreditSettings
-from services.credit.consumers.invoices import CONSUMERS
+from services.credit.consumers import CONSUMERS
 from shared.web.app import create_service_app
 
 

@@ -262,10 +262,12 @@ async def get_account(customer_id: CustomerIdPath, principal: Reader, session: S
         exp = await exposure_store.exposure_of(
             session, principal.tenant_id, customer_id, state.currency, accounts.now().date()
         )
-        view["exposure"] = exp.open_invoices.model_dump()
+        view["exposure"] = exp.net.model_dump()
+        view["open_invoices"] = exp.open_invoices.model_dump()
+        view["unapplied_cash"] = exp.unapplied_cash.model_dump()
         view["days_overdue"] = exp.days_overdue
         view["headroom"] = (
-            domain.headroom(state, exp.open_invoices, accounts.now()) or Money.zero(state.currency)
+            domain.headroom(state, exp.net, accounts.now()) or Money.zero(state.currency)
         ).model_dump()
     return view
 

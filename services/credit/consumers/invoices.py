@@ -15,8 +15,6 @@ from shared.contracts import invoice as inv
 from shared.contracts.dunning import AccountEscalated
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import registry
-from shared.topics import event_topic
-from shared.web.runtime import ConsumerSpec
 
 # PaymentUnapplied reasons that mean the money came back (not a re-allocation or a refund asked for).
 REVERSAL_WORDS = ("chargeback", "bounced", "reversal", "reversed", "returned")
@@ -107,8 +105,3 @@ async def _release_reservation(
     events = domain.release_reservation(state, reference, "invoiced")
     ctx = accounts.caused_by(envelope, "system:credit-invoice-consumer")
     await accounts.save_account(session, state, version, events, ctx, customer_id)
-
-
-CONSUMERS = [
-    ConsumerSpec("credit.invoices", (event_topic("invoice", "invoice"),), on_invoice_event)
-]
