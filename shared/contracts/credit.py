@@ -67,6 +67,7 @@ CreditCheckReasonCode = Literal[
     "currency_mismatch",
     "overdue",
     "terms_not_allowed",
+    "no_exchange_rate",
     "over_limit",
 ]
 CREDIT_CHECK_REASON_CODES: tuple[str, ...] = get_args(CreditCheckReasonCode)

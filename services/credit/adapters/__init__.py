@@ -1,0 +1,3 @@
+"""Credit-service adapters: projections from other services' streams, exchange rates."""
+
+SCHEMA = "credit"

@@ -8,15 +8,14 @@ invoice topic (key = customer id), so deltas never see an invoice before its Inv
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.money import Money
-
-SCHEMA = "credit"
+from services.credit.adapters import SCHEMA, rates
+from shared.money import Money, Rounding
 
 
 @dataclass(frozen=True)
@@ -25,6 +24,10 @@ class Exposure:
     days_overdue: int
     open_invoice_count: int
     unapplied_cash: Money
+    rates_used: dict[str, str] = field(default_factory=dict)
+    """Currency -> the recorded rate its amounts were converted at."""
+    unconvertible: tuple[str, ...] = ()
+    """Currencies with open amounts but no recorded rate: the totals leave them out."""
 
     @property
     def net(self) -> Money:
@@ -130,28 +133,49 @@ async def move_due_date(
 async def exposure_of(
     session: AsyncSession, tenant: str, customer_id: str, currency: str, today: date
 ) -> Exposure:
-    """Open invoice amounts and unapplied cash in `currency`, and how many days the oldest open
-    invoice is overdue. Other currencies are not counted (no conversion yet)."""
-    row = (
+    """Open invoice amounts less unapplied cash, in `currency`, and how late the oldest open
+    invoice is. Amounts in other currencies are converted at the latest recorded rate on or
+    before `today` (rounded half-up per currency); without a rate they are listed in
+    `unconvertible` and left out, so the caller can refuse rather than under-count."""
+    rows = (
         await session.execute(
             text(
-                f"""SELECT COALESCE(sum(open_minor), 0) AS open_minor,
+                f"""SELECT currency, sum(open_minor) AS amount, 0 AS cash,
                            COALESCE(max(:today - due_date) FILTER (WHERE due_date < :today), 0) AS overdue,
-                           count(*) AS n,
-                           (SELECT COALESCE(sum(unapplied_minor), 0) FROM {SCHEMA}.payment_cash
-                             WHERE tenant_id = :t AND customer_id = :c AND currency = :cur) AS cash
+                           count(*) AS n
                     FROM {SCHEMA}.invoice_exposure
-                    WHERE tenant_id = :t AND customer_id = :c AND currency = :cur
-                      AND NOT closed AND open_minor > 0"""
+                    WHERE tenant_id = :t AND customer_id = :c AND NOT closed AND open_minor > 0
+                    GROUP BY currency
+                    UNION ALL
+                    SELECT currency, 0, sum(unapplied_minor), 0, 0 FROM {SCHEMA}.payment_cash
+                    WHERE tenant_id = :t AND customer_id = :c AND currency IS NOT NULL
+                    GROUP BY currency"""
             ),
-            {"t": tenant, "c": customer_id, "cur": currency, "today": today},
+            {"t": tenant, "c": customer_id, "today": today},
         )
-    ).one()
+    ).all()
+    open_total, cash_total = Money.zero(currency), Money.zero(currency)
+    overdue = count = 0
+    rates_used: dict[str, str] = {}
+    unconvertible: set[str] = set()
+    for row in rows:
+        overdue, count = max(overdue, int(row.overdue)), count + int(row.n)
+        amounts = [
+            Money.of_minor(int(row.amount), row.currency),
+            Money.of_minor(int(row.cash), row.currency),
+        ]
+        if row.currency != currency:
+            if not any(m.amount for m in amounts):
+                continue
+            rate = await rates.latest(session, tenant, row.currency, currency, today)
+            if rate is None:
+                unconvertible.add(row.currency)
+                continue
+            rates_used[row.currency] = format(rate.normalize(), "f")
+            amounts = [m.convert(currency, rate, Rounding.HALF_UP) for m in amounts]
+        open_total, cash_total = open_total + amounts[0], cash_total + amounts[1]
     return Exposure(
-        Money.of_minor(int(row.open_minor), currency),
-        int(row.overdue),
-        int(row.n),
-        Money.of_minor(int(row.cash), currency),
+        open_total, overdue, count, cash_total, rates_used, tuple(sorted(unconvertible))
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -13,14 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure as exposure_store
+from services.credit.adapters import rates
 from services.credit.application import accounts, defaults, risk
 from services.credit.config import CreditSettings
 from services.credit.domain import account as domain
 from shared.auth import Principal
 from shared.contracts.credit import CreditDocument
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.eventstore.store import AppendContext
-from shared.money import Money
+from shared.money import Money, UnknownCurrency, currency_exponent
 from shared.web.deps import Requires, RequiresAny, db_session, run_command, runtime_of
 
 router = APIRouter(prefix="/v1", tags=["credit"])
@@ -270,6 +272,46 @@ async def get_account(customer_id: CustomerIdPath, principal: Reader, session: S
             domain.headroom(state, exp.net, accounts.now()) or Money.zero(state.currency)
         ).model_dump()
     return view
+
+
+class RateBody(Body):
+    from_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    to_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    rate: Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,12})?$", description="decimal string")]
+    as_of: date
+
+
+@router.post("/exchange-rates", status_code=201, tags=["exchange rates"])
+async def record_rate(request: Request, body: RateBody, principal: Writer) -> JSONResponse:
+    """Record a rate for converting exposure in other currencies (newest for a date wins)."""
+    if Decimal(body.rate) <= 0 or body.from_currency == body.to_currency:
+        raise ValidationFailed(
+            "a rate is positive and between two different currencies", {"rate": body.rate}
+        )
+    for code in (body.from_currency, body.to_currency):
+        try:
+            currency_exponent(code)
+        except UnknownCurrency as exc:
+            raise ValidationFailed(str(exc), {"currency": code}) from None
+
+    async def action(session: AsyncSession, ctx: AppendContext) -> Any:
+        await rates.record(
+            session,
+            ctx.tenant_id,
+            body.from_currency,
+            body.to_currency,
+            body.as_of,
+            Decimal(body.rate),
+            ctx.actor,
+        )
+        return body.model_dump(mode="json")
+
+    return await run_command(request, principal, 201, action)
+
+
+@router.get("/exchange-rates", tags=["exchange rates"])
+async def list_rates(principal: Reader, session: Session) -> list[dict[str, Any]]:
+    return await rates.listing(session, principal.tenant_id)
 
 
 @router.get("/customers/{customer_id}/risk")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.credit.adapters import SCHEMA, rates
 from services.credit.adapters import exposure as exposure_store
 from services.credit.application import defaults
 from services.credit.domain import account as accounts
@@ -28,9 +29,8 @@ from shared.errors import NotFound
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload, registry
 from shared.eventstore.store import AppendContext, EventStore
-from shared.money import Money
+from shared.money import Money, Rounding
 
-SCHEMA = "credit"
 store = EventStore(SCHEMA)
 T = TypeVar("T")
 
@@ -193,20 +193,31 @@ async def check_credit(
     for event in adopted:
         decided_on = accounts.evolve(decided_on, event)
     currency = decided_on.currency or request.amount.currency
+    day = today or at.date()
     exposure = await exposure_store.exposure_of(
-        session, ctx.tenant_id, request.customer_id, currency, today or at.date()
+        session, ctx.tenant_id, request.customer_id, currency, day
     )
+    unconvertible = set(exposure.unconvertible)
+    amount = request.amount
+    if amount.currency != currency:  # an invoice in another currency: weigh it in the account's
+        rate = await rates.latest(session, ctx.tenant_id, amount.currency, currency, day)
+        if rate is None:
+            unconvertible.add(amount.currency)
+        else:
+            exposure.rates_used[amount.currency] = format(rate.normalize(), "f")
+            amount = amount.convert(currency, rate, Rounding.HALF_UP)
     check_id = uuid.uuid4()
     events = adopted + accounts.check_credit(
         decided_on,
         check_id=check_id,
         reference=request.reference,
-        amount=request.amount,
+        amount=amount,
         exposure=exposure.net,
         days_overdue=exposure.days_overdue,
         now=at,
         reservation_ttl=reservation_ttl,
         terms_kind=request.terms_kind,
+        unconvertible=sorted(unconvertible),
     )
     saved = await save_account(session, state, version, events, ctx, request.customer_id)
     record = accounts.outcome_for(saved, request.reference)
@@ -220,6 +231,8 @@ async def check_credit(
         "unapplied_cash": exposure.unapplied_cash.model_dump(),
         "days_overdue": exposure.days_overdue,
         "limit": saved.limit.model_dump() if saved.limit else None,
+        "amount_weighed": amount.model_dump(),
+        "rates_used": exposure.rates_used,
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.credit.adapters.exposure import SCHEMA
+from services.credit.adapters import SCHEMA
 from services.credit.domain.defaults import (
     DefaultPolicy,
     evolve_default,

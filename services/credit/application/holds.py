@@ -17,6 +17,7 @@ from datetime import date
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.credit.adapters import SCHEMA
 from services.credit.adapters import exposure as exposure_store
 from services.credit.application import accounts, risk
 from services.credit.domain import account as domain
@@ -87,10 +88,10 @@ async def sweep(sessions: async_sessionmaker[AsyncSession], today: date) -> int:
         rows = (
             await session.execute(
                 text(
-                    f"""SELECT DISTINCT tenant_id, customer_id FROM {accounts.SCHEMA}.invoice_exposure
+                    f"""SELECT DISTINCT tenant_id, customer_id FROM {SCHEMA}.invoice_exposure
                         WHERE NOT closed AND open_minor > 0 AND due_date < :today
                         UNION
-                        SELECT tenant_id, customer_id FROM {accounts.SCHEMA}.accounts WHERE on_hold"""
+                        SELECT tenant_id, customer_id FROM {SCHEMA}.accounts WHERE on_hold"""
                 ),
                 {"today": today},
             )

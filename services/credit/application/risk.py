@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.credit.adapters.exposure import SCHEMA
+from services.credit.adapters import SCHEMA
 from services.credit.application import accounts
 from services.credit.domain import risk
 from shared.eventstore.store import AppendContext

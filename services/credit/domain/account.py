@@ -675,6 +675,7 @@ def _reasons(
     held: Money | None,
     days_overdue: int,
     terms_kind: str | None,
+    unconvertible: Sequence[str] = (),
 ) -> list[CreditCheckReason]:
     reasons: list[CreditCheckReason] = []
     if state.holds:
@@ -715,7 +716,20 @@ def _reasons(
                 f"(allowed: {allowed})",
             )
         )
-    if limit is not None and held is not None and amount.currency == limit.currency:
+    if unconvertible and limit is not None:
+        reasons.append(
+            CreditCheckReason(
+                code="no_exchange_rate",
+                message=f"no exchange rate recorded from {', '.join(sorted(unconvertible))} "
+                f"to {limit.currency}: exposure cannot be totalled",
+            )
+        )
+    if (
+        limit is not None
+        and held is not None
+        and amount.currency == limit.currency
+        and not unconvertible  # a partial total must not pass a check
+    ):
         excess = exposure + held + amount - limit
         if excess.is_positive():
             reasons.append(
@@ -740,6 +754,7 @@ def check_credit(
     now: datetime,
     reservation_ttl: timedelta,
     terms_kind: str | None = None,
+    unconvertible: Sequence[str] = (),
 ) -> list[EventPayload]:
     """Decide whether ``amount`` of new credit for ``reference`` (e.g. ``invoice-<id>``) fits.
 
@@ -809,6 +824,7 @@ def check_credit(
         held=held,
         days_overdue=days_overdue,
         terms_kind=terms_kind,
+        unconvertible=unconvertible,
     )
     if reasons:
         decision: EventPayload = build_event(

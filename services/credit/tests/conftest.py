@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.credit.api.app import create_app
 from services.credit.config import CreditSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.migrations import upgrade
@@ -30,3 +32,17 @@ def credit_sessions(credit_engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 @pytest.fixture
 def tenant() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[httpx.AsyncClient]:
+    settings = CreditSettings(run_relay=False, run_consumers=False)
+    await upgrade("credit", settings.dsn())
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://credit"
+        ) as client,
+    ):
+        yield client

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from services.credit.api.app import create_app
-from services.credit.config import CreditSettings
 from shared.auth import mint_token
-from shared.migrations import upgrade
 from shared.settings import AuthSettings
 
 pytestmark = pytest.mark.integration
@@ -25,20 +21,6 @@ def auth(tenant: str, subject: str = "analyst", scopes: tuple[str, ...] = SCOPES
         "Authorization": "Bearer "
         + mint_token(AuthSettings(), subject=subject, tenant_id=tenant, scopes=scopes)
     }
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[httpx.AsyncClient]:
-    settings = CreditSettings(run_relay=False, run_consumers=False)
-    await upgrade("credit", settings.dsn())
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://credit"
-        ) as client,
-    ):
-        yield client
 
 
 def eur(amount: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.credit.application import accounts, risk
 from services.credit.consumers.invoices import on_invoice_event
-from services.credit.tests.test_api import api, auth, eur, set_limit  # noqa: F401 - fixture
+from services.credit.tests.test_api import auth, set_limit
 from services.invoice.domain import invoice as inv
 from shared.consumer import MessageContext
 from shared.contracts.invoice import CreditCheckRecord, LineItem, PaymentTerms
@@ -110,7 +110,7 @@ async def feed(
 
 
 async def test_late_payers_get_a_published_explained_score(
-    api: httpx.AsyncClient,  # noqa: F811 - the fixture imported above
+    api: httpx.AsyncClient,
     credit_sessions: async_sessionmaker[AsyncSession],
     tenant: str,
 ) -> None:
@@ -152,7 +152,7 @@ async def test_late_payers_get_a_published_explained_score(
 
 
 async def test_prompt_payers_score_low(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
     credit_sessions: async_sessionmaker[AsyncSession],
     tenant: str,
 ) -> None:
