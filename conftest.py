@@ -23,7 +23,7 @@ from shared.settings import KafkaSettings
 
 def admin_dsn() -> str:
     dsn = os.environ.get(
-        "LEDGERLINE_ADMIN_DSN", "postgresql://postgres:ledgerline_admin@127.0.0.1:55432/ledgerline"
+        "LEDGERLINE_ADMIN_DSN", "postgresql://postgres:ledgerline_admin@127.0.0.1:25432/ledgerline"
     )
     return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 

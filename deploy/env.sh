@@ -15,7 +15,9 @@
 : "${LEDGERLINE_STATE_DIR:=/var/tmp/ledgerline}"
 
 : "${LEDGERLINE_PG_HOST:=127.0.0.1}"
-: "${LEDGERLINE_PG_PORT:=55432}"
+# Ports below Linux's ephemeral range (32768-60999 by default): a port inside it can be taken
+# by any outgoing connection's local end, and a restarting server then fails to bind it.
+: "${LEDGERLINE_PG_PORT:=25432}"
 : "${LEDGERLINE_PG_DB:=ledgerline}"
 : "${LEDGERLINE_PG_SUPERUSER:=postgres}"
 : "${LEDGERLINE_PG_SUPERUSER_PASSWORD:=ledgerline_admin}"
@@ -23,8 +25,8 @@
 : "${LEDGERLINE_PG_OS_USER:=postgres}"
 
 : "${LEDGERLINE_KAFKA_HOST:=127.0.0.1}"
-: "${LEDGERLINE_KAFKA_PORT:=59092}"
-: "${LEDGERLINE_KAFKA_CONTROLLER_PORT:=59093}"
+: "${LEDGERLINE_KAFKA_PORT:=29092}"
+: "${LEDGERLINE_KAFKA_CONTROLLER_PORT:=29093}"
 # Word-split on purpose so several JVM flags can be given, e.g. "-Xms256m -Xmx768m".
 : "${LEDGERLINE_KAFKA_HEAP:=-Xmx768m}"
 : "${LEDGERLINE_KAFKA_JVM_OPTS:=-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"

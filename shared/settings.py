@@ -1,6 +1,6 @@
 """Settings shared by every service; each service subclasses with its own env prefix.
 
-Defaults match the local stack started by deploy/ (Postgres on 55432, Kafka on 59092), so a
+Defaults match the local stack started by deploy/ (Postgres on 25432, Kafka on 29092), so a
 developer needs no configuration; production overrides everything through the environment.
 """
 
@@ -19,7 +19,7 @@ def _env(name: str, default: str) -> str:
 def local_pg_address() -> str:
     """host:port/db of the Postgres that deploy/postgres/start.sh runs (deploy/env.sh exports these)."""
     host = _env("LEDGERLINE_PG_HOST", "127.0.0.1")
-    port = _env("LEDGERLINE_PG_PORT", "55432")
+    port = _env("LEDGERLINE_PG_PORT", "25432")
     return f"{host}:{port}/{_env('LEDGERLINE_PG_DB', 'ledgerline')}"
 
 
@@ -40,7 +40,7 @@ class AuthSettings(BaseModel):
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = Field(
-        default_factory=lambda: _env("LEDGERLINE_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+        default_factory=lambda: _env("LEDGERLINE_KAFKA_BOOTSTRAP", "127.0.0.1:29092")
     )
     client_id_prefix: str = "ledgerline"
     relay_batch_size: int = 1000

@@ -103,7 +103,7 @@ async def test_issuing_checks_credit_and_exposure_follows_the_invoice_stream() -
             assert reason["message"].startswith("over the limit by 856.00 EUR")
 
 
-async def _eventually(client: httpx.AsyncClient, path: str, ready: Any, timeout: float = 30) -> Any:
+async def _eventually(client: httpx.AsyncClient, path: str, ready: Any, timeout: float = 60) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     body: Any = None
     while asyncio.get_running_loop().time() < deadline:

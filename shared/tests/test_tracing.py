@@ -67,7 +67,7 @@ async def test_spans_link_from_request_to_consumer(
         await relay.release()
         await consumer.start()
         task = asyncio.create_task(runtime.run())
-        for _ in range(200):
+        for _ in range(600):  # up to 30 s: a group joins slowly right after a broker restart
             if handled:
                 break
             await asyncio.sleep(0.05)

@@ -176,7 +176,7 @@ async def test_escalation_through_kafka_places_a_hold(
     await runtime.consumer.start()
     task = asyncio.create_task(runtime.run())
     try:
-        for _ in range(200):
+        for _ in range(600):  # up to 30 s: a group joins slowly right after a broker restart
             if runtime.stats.processed:
                 break
             await asyncio.sleep(0.05)
