@@ -29,9 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import checked_schema
 from shared.events.envelope import EventEnvelope
+from shared.eventstore.store import AppendContext
 from shared.messaging.kafka import Headers, header
 from shared.topics import dlq_topic
-from shared.tracing import context_from_traceparent, tracer
+from shared.tracing import context_from_traceparent, current_traceparent, tracer
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -47,6 +48,19 @@ class MessageContext:
 
 
 Handler = Callable[[AsyncSession, EventEnvelope, MessageContext], Awaitable[None]]
+
+
+def caused_by(envelope: EventEnvelope, actor: str, customer_id: str | None = None) -> AppendContext:
+    """Context for events a handler appends because of `envelope`: same tenant and correlation,
+    caused by it, inside the consumer's span so the trace carries on."""
+    return AppendContext(
+        tenant_id=envelope.tenant_id,
+        actor=actor,
+        customer_id=customer_id or envelope.customer_id,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.event_id,
+        traceparent=current_traceparent(),
+    )
 
 
 class PoisonMessage(Exception):

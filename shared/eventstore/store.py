@@ -7,6 +7,7 @@ commit together or not at all: there is no second write to forget.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import uuid
@@ -50,6 +51,10 @@ class AppendContext:
     correlation_id: uuid.UUID | None = None
     causation_id: uuid.UUID | None = None
     traceparent: str | None = None
+
+    def for_customer(self, customer_id: str) -> AppendContext:
+        """The same request's context, for events of one customer's stream (the Kafka key)."""
+        return dataclasses.replace(self, customer_id=customer_id)
 
 
 _COLUMNS = """global_position, transaction_id::text AS transaction_id, event_id, stream_id,

@@ -26,7 +26,6 @@ from services.credit.domain.account import CreditAccountState, live_reservations
 from services.credit.domain.defaults import adopt_default
 from shared.contracts.credit import CreditCheckReason
 from shared.errors import NotFound
-from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload, registry
 from shared.eventstore.store import AppendContext, EventStore
 from shared.money import Money, Rounding
@@ -80,14 +79,7 @@ async def save_account(
         )
     if not events:
         return new_state
-    context = AppendContext(
-        tenant_id=ctx.tenant_id,
-        actor=ctx.actor,
-        customer_id=customer_id,
-        correlation_id=ctx.correlation_id,
-        causation_id=ctx.causation_id,
-        traceparent=ctx.traceparent,
-    )
+    context = ctx.for_customer(customer_id)
     await store.append(
         session,
         account_stream(ctx.tenant_id, customer_id),
@@ -243,13 +235,3 @@ def _reason(reason: CreditCheckReason) -> dict[str, Any]:
         "amount": reason.amount.model_dump() if reason.amount else None,
         "days": reason.days,
     }
-
-
-def caused_by(envelope: EventEnvelope, actor: str) -> AppendContext:
-    return AppendContext(
-        tenant_id=envelope.tenant_id,
-        actor=actor,
-        customer_id=envelope.customer_id,
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.event_id,
-    )

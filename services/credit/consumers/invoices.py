@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.credit.adapters import exposure
 from services.credit.application import accounts, holds, risk
 from services.credit.domain import account as domain
-from shared.consumer import MessageContext
+from shared.consumer import MessageContext, caused_by
 from shared.contracts import invoice as inv
 from shared.contracts.dunning import AccountEscalated
 from shared.events.envelope import EventEnvelope
@@ -74,10 +74,10 @@ async def on_invoice_event(
     if envelope.customer_id:  # the hold rules and the risk score may have moved
         today = accounts.now().date()
         await holds.evaluate(
-            session, accounts.caused_by(envelope, holds.SYSTEM), envelope.customer_id, today
+            session, caused_by(envelope, holds.SYSTEM), envelope.customer_id, today
         )
         await risk.reassess(
-            session, accounts.caused_by(envelope, "system:credit-risk"), envelope.customer_id, today
+            session, caused_by(envelope, "system:credit-risk"), envelope.customer_id, today
         )
 
 
@@ -90,7 +90,7 @@ async def on_dunning_event(
     assert isinstance(event, AccountEscalated)
     await holds.hold_for_escalation(
         session,
-        accounts.caused_by(envelope, holds.SYSTEM),
+        caused_by(envelope, holds.SYSTEM),
         event.customer_id,
         f"escalated to collections on {event.escalated_on}: {event.reason}",
     )
@@ -103,5 +103,5 @@ async def _release_reservation(
     if state is None:
         return  # issued without a check (override / outage policy): nothing reserved
     events = domain.release_reservation(state, reference, "invoiced")
-    ctx = accounts.caused_by(envelope, "system:credit-invoice-consumer")
+    ctx = caused_by(envelope, "system:credit-invoice-consumer")
     await accounts.save_account(session, state, version, events, ctx, customer_id)

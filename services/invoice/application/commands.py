@@ -26,6 +26,7 @@ from services.invoice.domain import invoice as invoices
 from services.invoice.domain.customer import CustomerState
 from services.invoice.domain.invoice import InvoiceState, InvoiceStatus
 from shared.auth import Principal
+from shared.consumer import caused_by
 from shared.contracts.dunning import LateFeeAssessed
 from shared.contracts.invoice import (
     Address,
@@ -46,7 +47,6 @@ from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload, registry
 from shared.eventstore.store import AppendContext
 from shared.money import Money
-from shared.tracing import current_traceparent
 
 CREDIT_NOTE_SERIES = "CN"
 DEBIT_NOTE_SERIES = "DN"
@@ -105,9 +105,7 @@ async def register_customer(
         default_terms=data.default_terms,
         terms_template_id=data.terms_template_id,
     )
-    saved = await repo.save_customer(
-        session, state, version, events, _for_customer(ctx, customer_id)
-    )
+    saved = await repo.save_customer(session, state, version, events, ctx.for_customer(customer_id))
     return customer_view(saved)
 
 
@@ -126,9 +124,7 @@ async def update_customer(
         default_terms=data.default_terms,
         terms_template_id=data.terms_template_id,
     )
-    saved = await repo.save_customer(
-        session, state, version, events, _for_customer(ctx, customer_id)
-    )
+    saved = await repo.save_customer(session, state, version, events, ctx.for_customer(customer_id))
     return customer_view(saved)
 
 
@@ -153,17 +149,6 @@ async def define_terms_template(
         "terms": state.terms.model_dump(mode="json"),
         "terms_text": state.terms.describe(),
     }
-
-
-def _for_customer(ctx: AppendContext, customer_id: str) -> AppendContext:
-    return AppendContext(
-        tenant_id=ctx.tenant_id,
-        actor=ctx.actor,
-        customer_id=customer_id,
-        correlation_id=ctx.correlation_id,
-        causation_id=ctx.causation_id,
-        traceparent=ctx.traceparent,
-    )
 
 
 # ---- drafts ------------------------------------------------------------------------------------
@@ -233,7 +218,7 @@ async def draft_invoice(
         accepted_payment_methods=data.accepted_payment_methods,
     )
     state = await repo.save_invoice(
-        session, None, 0, events, _for_customer(ctx, customer.customer_id)
+        session, None, 0, events, ctx.for_customer(customer.customer_id)
     )
     return invoice_view(state)
 
@@ -261,7 +246,7 @@ async def update_draft(
     merged.update(changes)
     events = invoices.update_draft(state, **merged)
     saved = await repo.save_invoice(
-        session, state, version, events, _for_customer(ctx, state.customer_id)
+        session, state, version, events, ctx.for_customer(state.customer_id)
     )
     return invoice_view(saved)
 
@@ -310,7 +295,7 @@ async def issue_invoice(
             session, repo.SCHEMA, ctx.tenant_id, series_for(state.series, request.issue_date)
         )
         events = invoices.issue_invoice(state, number, request.issue_date, record)
-        cctx = _for_customer(ctx, state.customer_id)
+        cctx = ctx.for_customer(state.customer_id)
         issued = await repo.save_invoice(session, state, version, events, cctx)
         issued = await _apply_parked(session, cctx, issued, issued.version)
     return invoice_view(issued)
@@ -361,7 +346,7 @@ async def change_invoice(
 ) -> InvoiceState:
     state, version = await repo.load_invoice(session, ctx.tenant_id, invoice_id)
     return await repo.save_invoice(
-        session, state, version, decide(state), _for_customer(ctx, state.customer_id)
+        session, state, version, decide(state), ctx.for_customer(state.customer_id)
     )
 
 
@@ -492,18 +477,6 @@ async def _apply_parked(
         )
         version = state.version
     return state
-
-
-def caused_by(envelope: EventEnvelope, actor: str, customer_id: str | None = None) -> AppendContext:
-    """Context for events a consumer appends because of `envelope` (same correlation, caused by it)."""
-    return AppendContext(
-        tenant_id=envelope.tenant_id,
-        actor=actor,
-        customer_id=customer_id or envelope.customer_id,
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.event_id,
-        traceparent=current_traceparent(),
-    )
 
 
 async def charge_late_fee(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.invoice.application import commands
 from services.invoice.application import repository as repo
 from services.invoice.domain.invoice import InvoiceStatus
-from shared.consumer import MessageContext
+from shared.consumer import MessageContext, caused_by
 from shared.contracts.dunning import LateFeeAssessed
 from shared.contracts.payments import PaymentAllocated, PaymentUnallocated
 from shared.events.envelope import EventEnvelope
@@ -34,7 +34,7 @@ async def on_payment_event(
         await commands.park_allocation(session, envelope, payload.invoice_id)
         return
     events = commands.decide_payment_event(state, payload)
-    ctx = commands.caused_by(envelope, "system:invoice-payments-consumer", state.customer_id)
+    ctx = caused_by(envelope, "system:invoice-payments-consumer", state.customer_id)
     await repo.save_invoice(session, state, version, events, ctx)
 
 
