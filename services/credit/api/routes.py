@@ -219,19 +219,25 @@ class DefaultPolicyBody(Body):
     allowed_terms: list[Literal["net", "due_on_receipt", "end_of_month", "installments"]] = []
 
 
+def _set_default(
+    request: Request, principal: Principal, segment: str | None, body: DefaultPolicyBody
+) -> Awaitable[JSONResponse]:
+    return run_command(
+        request,
+        principal,
+        200,
+        lambda s, c: defaults.set_default(
+            s, c, segment, body.limit, body.max_days_overdue, list(body.allowed_terms)
+        ),
+    )
+
+
 @router.put("/credit-policies/default", tags=["default policies"])
 async def set_tenant_default(
     request: Request, body: DefaultPolicyBody, principal: Writer
 ) -> JSONResponse:
     """The tenant-wide default for customers without a limit (and without a segment default)."""
-    return await run_command(
-        request,
-        principal,
-        200,
-        lambda s, c: defaults.set_default(
-            s, c, None, body.limit, body.max_days_overdue, list(body.allowed_terms)
-        ),
-    )
+    return await _set_default(request, principal, None, body)
 
 
 @router.put("/credit-policies/segments/{segment}", tags=["default policies"])
@@ -241,14 +247,7 @@ async def set_segment_default(
     body: DefaultPolicyBody,
     principal: Writer,
 ) -> JSONResponse:
-    return await run_command(
-        request,
-        principal,
-        200,
-        lambda s, c: defaults.set_default(
-            s, c, segment, body.limit, body.max_days_overdue, list(body.allowed_terms)
-        ),
-    )
+    return await _set_default(request, principal, segment, body)
 
 
 @router.get("/credit-policies", tags=["default policies"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import date
 
 from sqlalchemy import text
@@ -36,15 +37,14 @@ def _rule_held(state: domain.CreditAccountState, rule: str) -> bool:
     return any(h.kind == "automatic" and h.rule == rule for h in state.holds.values())
 
 
-async def evaluate(
-    session: AsyncSession, ctx: AppendContext, customer_id: str, today: date
-) -> None:
+async def rule_events(
+    session: AsyncSession, tenant: str, state: domain.CreditAccountState, today: date
+) -> list[EventPayload]:
     """Place or release the `overdue` hold, and release `escalated` once nothing is overdue."""
-    state, version = await accounts.find_account(session, ctx.tenant_id, customer_id)
-    if state is None or state.currency is None:
-        return  # no credit account: nothing to hold
+    if state.currency is None:
+        return []  # no limit yet: nothing to hold against
     exp = await exposure_store.exposure_of(
-        session, ctx.tenant_id, customer_id, state.currency, today
+        session, tenant, state.customer_id, state.currency, today
     )
     events: list[EventPayload] = []
     if exp.days_overdue > state.max_days_overdue and not _rule_held(state, OVERDUE):
@@ -61,13 +61,41 @@ async def evaluate(
             state, OVERDUE, "no invoice is overdue beyond policy", by=SYSTEM
         )
     if exp.days_overdue == 0 and _rule_held(state, ESCALATED):
-        after = state
-        for e in events:
-            after = domain.evolve(after, e)
         events += domain.release_automatic_holds(
-            after, ESCALATED, "nothing overdue any more: collected", by=SYSTEM
+            _folded(state, events), ESCALATED, "nothing overdue any more: collected", by=SYSTEM
         )
-    await accounts.save_account(session, state, version, events, ctx, customer_id)
+    return events
+
+
+def _folded(
+    state: domain.CreditAccountState, events: list[EventPayload]
+) -> domain.CreditAccountState:
+    for event in events:
+        state = domain.evolve(state, event)
+    return state
+
+
+async def evaluate(
+    session: AsyncSession, ctx: AppendContext, customer_id: str, today: date
+) -> None:
+    """The hold rules alone, for one customer."""
+    state, version = await accounts.find_account(session, ctx.tenant_id, customer_id)
+    if state is not None:
+        events = await rule_events(session, ctx.tenant_id, state, today)
+        await accounts.save_account(session, state, version, events, ctx, customer_id)
+
+
+async def review(session: AsyncSession, ctx: AppendContext, customer_id: str, today: date) -> None:
+    """Hold rules and risk score after a change, on one load of the account stream."""
+    state, version = await accounts.find_account(session, ctx.tenant_id, customer_id)
+    if state is None:
+        return  # no credit account: nothing to hold or score
+    events = await rule_events(session, ctx.tenant_id, state, today)
+    held = await accounts.save_account(session, state, version, events, ctx, customer_id)
+    scored = await risk.risk_events(session, ctx.tenant_id, held, today)
+    await accounts.save_account(
+        session, held, version + len(events), scored, replace(ctx, actor=risk.ACTOR), customer_id
+    )
 
 
 async def hold_for_escalation(
@@ -101,8 +129,7 @@ async def sweep(sessions: async_sessionmaker[AsyncSession], today: date) -> int:
 
         async def once(customer: str = row.customer_id, c: AppendContext = ctx) -> None:
             async with sessions() as session, session.begin():
-                await evaluate(session, c, customer, today)
-                await risk.reassess(session, c, customer, today)  # lateness grows by the day
+                await review(session, c, customer, today)  # lateness grows by the day
 
         await retry_on_conflict(once)
     return len(rows)

@@ -15,8 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.credit.adapters import SCHEMA
 from services.credit.application import accounts
 from services.credit.domain import risk
+from services.credit.domain.account import CreditAccountState
+from shared.events.registry import EventPayload
 from shared.eventstore.store import AppendContext
 from shared.money import Money
+
+ACTOR = "system:credit-risk"
 
 
 async def behaviour(
@@ -60,17 +64,25 @@ async def assess(
     return risk.score(facts, as_of=today, limit=state.limit, currency=state.currency)
 
 
+async def risk_events(
+    session: AsyncSession, tenant: str, state: CreditAccountState, today: date
+) -> list[EventPayload]:
+    """RiskScoreChanged when the score, band or recommended limit moved, else nothing."""
+    if state.currency is None:
+        return []  # no limit yet: no currency to score in
+    facts = await behaviour(session, tenant, state.customer_id, state.currency)
+    assessment = risk.score(facts, as_of=today, limit=state.limit, currency=state.currency)
+    return risk.reassess(state.last_risk, assessment, state.customer_id)
+
+
 async def reassess(
     session: AsyncSession, ctx: AppendContext, customer_id: str, today: date
 ) -> None:
-    """Publish RiskScoreChanged when the score, band or recommended limit moved."""
+    """The risk score alone, for one customer."""
     state, version = await accounts.find_account(session, ctx.tenant_id, customer_id)
-    if state is None or state.currency is None:
-        return  # no credit account (no currency) to score against yet
-    facts = await behaviour(session, ctx.tenant_id, customer_id, state.currency)
-    assessment = risk.score(facts, as_of=today, limit=state.limit, currency=state.currency)
-    events = risk.reassess(state.last_risk, assessment, customer_id)
-    await accounts.save_account(session, state, version, events, ctx, customer_id)
+    if state is not None:
+        events = await risk_events(session, ctx.tenant_id, state, today)
+        await accounts.save_account(session, state, version, events, ctx, customer_id)
 
 
 def assessment_view(a: risk.RiskAssessment) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.credit.adapters import exposure
-from services.credit.application import accounts, holds, risk
+from services.credit.application import accounts, holds
 from services.credit.domain import account as domain
 from shared.consumer import MessageContext, caused_by
 from shared.contracts import invoice as inv
@@ -72,12 +72,8 @@ async def on_invoice_event(
         case _:
             return
     if envelope.customer_id:  # the hold rules and the risk score may have moved
-        today = accounts.now().date()
-        await holds.evaluate(
-            session, caused_by(envelope, holds.SYSTEM), envelope.customer_id, today
-        )
-        await risk.reassess(
-            session, caused_by(envelope, "system:credit-risk"), envelope.customer_id, today
+        await holds.review(
+            session, caused_by(envelope, holds.SYSTEM), envelope.customer_id, accounts.now().date()
         )
 
 

@@ -36,6 +36,7 @@ from services.invoice.config import InvoiceSettings
 from services.invoice.domain import invoice as invoices
 from services.invoice.domain.invoice import InvoiceStatus
 from shared.auth import Principal
+from shared.errors import NotFound
 from shared.eventstore.store import AppendContext
 from shared.money import Money
 from shared.web.deps import Requires, append_context, db_session, run_command, runtime_of
@@ -343,8 +344,6 @@ _TABLES = {"customers", "invoices"}
 async def _document(
     session: AsyncSession, table: str, key: str, value: object, tenant: str, what: str
 ) -> Any:
-    from shared.errors import NotFound
-
     assert table in _TABLES
     row = (
         await session.execute(

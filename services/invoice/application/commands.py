@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import text
@@ -92,30 +93,31 @@ async def _check_template(
 async def register_customer(
     session: AsyncSession, ctx: AppendContext, customer_id: str, data: CustomerInput
 ) -> dict[str, Any]:
-    await _check_template(session, ctx.tenant_id, data.terms_template_id)
-    state, version = await repo.find_customer(session, ctx.tenant_id, customer_id)
-    events = customers.register_customer(
-        state,
-        customer_id,
-        data.name,
-        data.email,
-        data.currency,
-        data.billing_address,
-        tax_id=data.tax_id,
-        default_terms=data.default_terms,
-        terms_template_id=data.terms_template_id,
-    )
-    saved = await repo.save_customer(session, state, version, events, ctx.for_customer(customer_id))
-    return customer_view(saved)
+    return await _save_customer(session, ctx, customer_id, data, register=True)
 
 
 async def update_customer(
     session: AsyncSession, ctx: AppendContext, customer_id: str, data: CustomerInput
 ) -> dict[str, Any]:
+    return await _save_customer(session, ctx, customer_id, data, register=False)
+
+
+async def _save_customer(
+    session: AsyncSession,
+    ctx: AppendContext,
+    customer_id: str,
+    data: CustomerInput,
+    *,
+    register: bool,
+) -> dict[str, Any]:
     await _check_template(session, ctx.tenant_id, data.terms_template_id)
     state, version = await repo.find_customer(session, ctx.tenant_id, customer_id)
-    events = customers.update_customer(
-        state,
+    decide = (
+        partial(customers.register_customer, state, customer_id)
+        if register
+        else partial(customers.update_customer, state)
+    )
+    events = decide(
         data.name,
         data.email,
         data.currency,
