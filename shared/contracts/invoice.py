@@ -50,6 +50,7 @@ __all__ = [
     "InvoiceWrittenOff",
     "LateFeeCharged",
     "LineItem",
+    "PaymentApplicationRejected",
     "PaymentApplied",
     "PaymentMethod",
     "PaymentTerms",
@@ -224,6 +225,7 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$"
 Series = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 DocumentNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 OptionalText = Annotated[str, Field(max_length=2000)] | None
+PaymentRejectionCode = Literal["over_application", "not_receivable", "currency_mismatch"]
 
 
 class _WithCurrency(EventPayload):
@@ -366,6 +368,31 @@ class PaymentUnapplied(EventPayload):
     reason: Text
     unapplied_on: date
     discount_reversed: Money | None = None
+
+
+@registry.payload
+class PaymentApplicationRejected(EventPayload):
+    """An allocation the payments service decided that this invoice cannot take, because the
+    invoice changed after payments decided (a credit note, void or write-off in between):
+
+    * ``over_application``: ``amount`` exceeds the open amount
+    * ``not_receivable``: the invoice takes no payments (void, written off, paid)
+    * ``currency_mismatch``: ``amount`` is not in the invoice's currency
+
+    ``amount`` is what the allocation asked for; no invoice amount changes. The payments service
+    consumes this and takes the allocation back (``PaymentUnallocated``), so its unapplied cash
+    returns."""
+
+    event_type: ClassVar[str] = "PaymentApplicationRejected"
+    schema_version: ClassVar[int] = 1
+
+    invoice_id: uuid.UUID
+    allocation_id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: Money
+    code: PaymentRejectionCode
+    reason: Text
+    rejected_on: date
 
 
 @registry.payload

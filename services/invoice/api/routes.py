@@ -40,7 +40,7 @@ from shared.errors import NotFound
 from shared.eventstore.store import AppendContext
 from shared.money import Money
 from shared.web.deps import Requires, append_context, db_session, run_command, runtime_of
-from shared.web.pagination import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from shared.web.pagination import MAX_PAGE_SIZE, document_page
 
 READ = "invoices:read"
 WRITE = "invoices:write"
@@ -369,33 +369,14 @@ async def _page(
     order_column: str = "created_at",
 ) -> dict[str, Any]:
     assert table in _TABLES
-    where = ["tenant_id = :tenant"]
-    params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
-    for column, value in filters.items():
-        if value is not None:
-            where.append(f"{column} = :{column}")
-            params[column] = value
-    for clause, value in (ranges or {}).items():
-        if value is not None:
-            where.append(clause)
-            params[clause.rsplit(":", 1)[1]] = value
-    if cursor:
-        after_ts, after_id = decode_cursor(cursor)
-        where.append(f"({order_column}, {key}::text) > (:after_ts, :after_id)")
-        params.update(after_ts=after_ts, after_id=after_id)
-    rows = (
-        await session.execute(
-            text(
-                f"""SELECT document, {order_column} AS ts, {key}::text AS k FROM {repo.SCHEMA}.{table}
-                    WHERE {" AND ".join(where)} ORDER BY {order_column}, {key}::text LIMIT :limit"""
-            ),
-            params,
-        )
-    ).all()
-    items = [
-        r.document if isinstance(r.document, dict) else json.loads(r.document) for r in rows[:limit]
-    ]
-    next_cursor = (
-        encode_cursor(rows[limit - 1].ts, rows[limit - 1].k) if len(rows) > limit else None
+    return await document_page(
+        session,
+        f"{repo.SCHEMA}.{table}",
+        key,
+        tenant,
+        filters,
+        cursor,
+        limit,
+        ranges=ranges,
+        order_column=order_column,
     )
-    return {"items": items, "next_cursor": next_cursor}

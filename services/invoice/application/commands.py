@@ -413,16 +413,21 @@ async def resolve_dispute(
 
 
 def decide_payment_event(state: InvoiceState, payload: EventPayload) -> list[EventPayload]:
-    """What an allocation from the payments service means for this invoice."""
+    """What an allocation from the payments service means for this invoice.
+
+    Payments decides on what it has learned of the invoice, which may be out of date (a credit
+    note, void or write-off recorded since): an allocation the invoice can no longer take is
+    rejected with ``PaymentApplicationRejected`` instead of failing the message, and payments
+    takes it back. The rejection is dated today, never before the allocation.
+    """
     if isinstance(payload, PaymentAllocated):
-        if payload.amount.currency != state.currency:
-            raise ValidationFailed(
-                f"allocation {payload.allocation_id} is in {payload.amount.currency}, "
-                f"invoice {state.invoice_id} in {state.currency}",
-                {"allocation_id": str(payload.allocation_id)},
-            )
-        return invoices.apply_payment(
-            state, payload.allocation_id, payload.payment_id, payload.amount, payload.allocated_on
+        return invoices.apply_or_reject_payment(
+            state,
+            payload.allocation_id,
+            payload.payment_id,
+            payload.amount,
+            applied_on=payload.allocated_on,
+            rejected_on=max(payload.allocated_on, today()),
         )
     if isinstance(payload, PaymentUnallocated):
         return invoices.unapply_payment(
@@ -455,7 +460,8 @@ async def park_allocation(
 async def _apply_parked(
     session: AsyncSession, ctx: AppendContext, state: InvoiceState, version: int
 ) -> InvoiceState:
-    """Apply allocations that arrived before their invoice was issued, in arrival order."""
+    """Apply allocations that arrived before their invoice was issued, in arrival order; one the
+    invoice cannot take (e.g. more than its total) is rejected like a late one."""
     rows = (
         await session.execute(
             text(

@@ -33,6 +33,8 @@ async def on_payment_event(
         # Seen before its invoice was issued: park it; issuing applies it.
         await commands.park_allocation(session, envelope, payload.invoice_id)
         return
+    # Applied, or rejected with PaymentApplicationRejected when the invoice changed since
+    # payments decided (over the open amount, void/written off/paid, other currency).
     events = commands.decide_payment_event(state, payload)
     ctx = caused_by(envelope, "system:invoice-payments-consumer", state.customer_id)
     await repo.save_invoice(session, state, version, events, ctx)

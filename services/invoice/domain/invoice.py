@@ -51,8 +51,10 @@ from shared.contracts.invoice import (
     InvoiceWrittenOff,
     LateFeeCharged,
     LineItem,
+    PaymentApplicationRejected,
     PaymentApplied,
     PaymentMethod,
+    PaymentRejectionCode,
     PaymentTerms,
     PaymentUnapplied,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "InvoiceState",
     "InvoiceStatus",
     "TermsTemplateState",
+    "apply_or_reject_payment",
     "apply_payment",
     "change_due_date",
     "charge_late_fee",
@@ -79,7 +82,9 @@ __all__ = [
     "issue_credit_note",
     "issue_invoice",
     "open_dispute",
+    "payment_refusal",
     "register_customer",
+    "reject_payment",
     "replay",
     "replay_customer",
     "resolve_dispute",
@@ -152,6 +157,9 @@ class InvoiceState:
     """Applied amount per live allocation."""
     unapplied: Mapping[uuid.UUID, Money] = dataclasses.field(default_factory=dict)
     """Allocations applied and later reversed (kept so a redelivered apply stays a no-op)."""
+    rejected: Mapping[uuid.UUID, Money] = dataclasses.field(default_factory=dict)
+    """Allocations refused with ``PaymentApplicationRejected``, with the amount they asked for
+    (never applied; kept so a redelivered allocation stays refused). Not part of any amount."""
     discounts: Mapping[uuid.UUID, Money] = dataclasses.field(default_factory=dict)
     """Early-payment discount granted with a live allocation (only non-zero ones)."""
     credit_notes: Mapping[uuid.UUID, Money] = dataclasses.field(default_factory=dict)
@@ -301,6 +309,8 @@ def _apply(state: InvoiceState, event: EventPayload) -> InvoiceState:
                 unapplied=_added(state.unapplied, event.allocation_id, event.amount),
             )
         )
+    if isinstance(event, PaymentApplicationRejected):
+        return replace(state, rejected=_added(state.rejected, event.allocation_id, event.amount))
     if isinstance(event, InvoicePaid):
         return replace(state, status=InvoiceStatus.PAID, paid_on=event.paid_on)
     if isinstance(event, InvoiceReopened):
@@ -647,15 +657,14 @@ def apply_payment(
     amount: Money,
     applied_on: date,
 ) -> list[EventPayload]:
-    """Apply ``amount`` of a payment (at most the open amount). Idempotent on ``allocation_id``.
+    """Apply ``amount`` of a payment (at most the open amount). Idempotent on ``allocation_id``;
+    an allocation rejected before is never applied (``[]``).
 
     When this payment settles everything that remains once the early-payment discount is taken,
     inside the discount window, the discount is granted with it (``discount_taken``).
     ``InvoicePaid`` follows when nothing remains open.
     """
-    recorded = state.payments.get(allocation_id)
-    if recorded is None:
-        recorded = state.unapplied.get(allocation_id)
+    recorded = _recorded_allocation(state, allocation_id)
     if recorded is not None:
         _require_same_repeat(state, "allocation_id", allocation_id, recorded, amount)
         return []
@@ -685,11 +694,113 @@ def apply_payment(
     return _then_paid_if_settled(state, [event], applied_on)
 
 
+def _recorded_allocation(state: InvoiceState, allocation_id: uuid.UUID) -> Money | None:
+    """The amount an allocation came with if it was seen before (applied, unapplied, rejected)."""
+    for seen in (state.payments, state.unapplied, state.rejected):
+        if allocation_id in seen:
+            return seen[allocation_id]
+    return None
+
+
+def payment_refusal(state: InvoiceState, amount: Money) -> tuple[PaymentRejectionCode, str] | None:
+    """Why an issued invoice cannot take a new allocation of ``amount`` as it stands now (code
+    and reason), or ``None`` if it can. A draft is not refused: its allocations wait for issue."""
+    invoice = state.invoice_id
+    if state.status is InvoiceStatus.DRAFT:
+        return None
+    if state.status not in _RECEIVABLE:
+        return "not_receivable", f"invoice {invoice} is {state.status.value}: it takes no payments"
+    if amount.currency != state.currency:
+        return (
+            "currency_mismatch",
+            f"allocation is in {amount.currency} but invoice {invoice} is in {state.currency}",
+        )
+    open_amount = state.open_amount
+    if amount > open_amount:
+        return (
+            "over_application",
+            f"allocation of {amount} exceeds the open amount {open_amount} of invoice {invoice}",
+        )
+    return None
+
+
+def reject_payment(
+    state: InvoiceState,
+    allocation_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    amount: Money,
+    code: PaymentRejectionCode,
+    reason: str,
+    on: date,
+) -> list[EventPayload]:
+    """Refuse an allocation the payments service decided (``PaymentApplicationRejected``), so
+    that it takes the allocation back. Changes no amount. Idempotent on ``allocation_id``.
+
+    An allocation that was applied cannot be rejected (it is unapplied instead), and a draft
+    rejects nothing: its allocations wait until it is issued.
+    """
+    recorded = state.rejected.get(allocation_id)
+    if recorded is not None:
+        _require_same_repeat(state, "allocation_id", allocation_id, recorded, amount)
+        return []
+    if allocation_id in state.payments or allocation_id in state.unapplied:
+        raise StateConflict(
+            f"cannot reject allocation {allocation_id}: it was applied to invoice "
+            f"{state.invoice_id}",
+            _details(state, allocation_id=allocation_id),
+        )
+    if state.status is InvoiceStatus.DRAFT:
+        raise StateConflict(
+            f"cannot reject allocation {allocation_id}: invoice {state.invoice_id} is a draft, "
+            "its allocations wait until it is issued",
+            _details(state, allocation_id=allocation_id),
+        )
+    return [
+        build_event(
+            PaymentApplicationRejected,
+            invoice_id=state.invoice_id,
+            allocation_id=allocation_id,
+            payment_id=payment_id,
+            amount=amount,
+            code=code,
+            reason=reason,
+            rejected_on=on,
+        )
+    ]
+
+
+def apply_or_reject_payment(
+    state: InvoiceState,
+    allocation_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    amount: Money,
+    applied_on: date,
+    rejected_on: date,
+) -> list[EventPayload]:
+    """An allocation decided by the payments service on what it knew of this invoice: applied
+    (``apply_payment``) if the invoice can still take it, otherwise rejected (``reject_payment``
+    with the ``payment_refusal`` code) rather than refused, so the money goes back to the payment.
+
+    A redelivered allocation is a no-op whichever way it went. Refusals that are not the race
+    (a draft, a non-positive amount, a date before issue, an id repeated with another amount)
+    still raise, as ``apply_payment`` does.
+    """
+    if _recorded_allocation(state, allocation_id) is None:
+        refusal = payment_refusal(state, amount)
+        if refusal is not None:
+            code, reason = refusal
+            return reject_payment(
+                state, allocation_id, payment_id, amount, code, reason, rejected_on
+            )
+    return apply_payment(state, allocation_id, payment_id, amount, applied_on)
+
+
 def unapply_payment(
     state: InvoiceState, allocation_id: uuid.UUID, reason: str, on: date
 ) -> list[EventPayload]:
     """Reverse a previous application (refund, chargeback, re-allocation), withdrawing any
-    discount granted with it. A paid invoice is reopened. Unknown allocations are a no-op."""
+    discount granted with it. A paid invoice is reopened. Unknown allocations, and allocations
+    that were rejected (never applied), are a no-op."""
     amount = state.payments.get(allocation_id)
     if amount is None:
         return []

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.invoice.application import repository as repo
 from services.invoice.consumers.handlers import on_dunning_event, on_payment_event
 from services.invoice.tests.credit_stub import credit_stub
 from services.invoice.tests.test_api import auth, customer, draft, issue, make_client
@@ -119,6 +120,19 @@ async def invoice(api: httpx.AsyncClient, tenant: str, invoice_id: str) -> dict[
     return (await api.get(f"/v1/invoices/{invoice_id}", headers=auth(tenant))).json()  # type: ignore[no-any-return]
 
 
+async def stream(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, invoice_id: str
+) -> list[EventEnvelope]:
+    async with sessions() as session:
+        return await repo.store.read_stream(
+            session, repo.invoice_stream(uuid.UUID(invoice_id)), tenant_id=tenant
+        )
+
+
+def rejections(events: list[EventEnvelope]) -> list[dict[str, Any]]:
+    return [e.payload for e in events if e.event_type == "PaymentApplicationRejected"]
+
+
 async def test_allocations_pay_invoices_once_even_when_early_or_redelivered(
     api: httpx.AsyncClient,
     tenant: str,
@@ -165,7 +179,7 @@ async def test_allocations_pay_invoices_once_even_when_early_or_redelivered(
     assert c.runtime.stats.duplicates == 1 and c.runtime.stats.dead_lettered == 0
 
 
-async def test_over_allocation_is_dead_lettered_not_applied(
+async def test_allocations_the_invoice_can_no_longer_take_are_rejected_not_dead_lettered(
     api: httpx.AsyncClient,
     tenant: str,
     invoice_sessions: async_sessionmaker[AsyncSession],
@@ -173,16 +187,99 @@ async def test_over_allocation_is_dead_lettered_not_applied(
     fresh_topic: str,
 ) -> None:
     await customer(api, tenant)
-    inv = await draft(api, tenant)
-    await issue(api, tenant, inv["invoice_id"])
-    too_much = envelope(
-        tenant, allocated(inv["invoice_id"], inv["total"]["amount"] + 1), "payment-x"
+    inv, gone = await draft(api, tenant), await draft(api, tenant)
+    iid, gone_id = inv["invoice_id"], gone["invoice_id"]
+    total = inv["total"]["amount"]
+    await issue(api, tenant, iid)
+    await issue(api, tenant, gone_id)
+    # payments allocated the whole total, but a credit note was recorded before it arrived
+    cn = await api.post(
+        f"/v1/invoices/{iid}/credit-notes",
+        json={"amount": 10_000, "reason": "goodwill", "on": "2026-11-03"},
+        headers=auth(tenant),
     )
+    assert cn.status_code == 201, cn.text
+    voided = await api.post(
+        f"/v1/invoices/{gone_id}/void",
+        json={"reason": "duplicate", "on": "2026-11-03"},
+        headers=auth(tenant),
+    )
+    assert voided.status_code == 200, voided.text
+    late = allocated(iid, total)
+    first = envelope(tenant, late, "payment-x")
+    republished = envelope(tenant, late, "payment-x")  # the same allocation under a new event id
+    to_void = envelope(tenant, allocated(gone_id, 20_000), "payment-y")
+    before = await stream(invoice_sessions, tenant, iid)
     async with Consumer(kafka_settings, invoice_sessions, fresh_topic, on_payment_event) as c:
-        await c.send(too_much)
+        await c.send(first, first, to_void)
+        await c.settle(3)
+        after_first = await stream(invoice_sessions, tenant, iid)
+        await c.send(republished)
+        await c.settle(4)
+        # payments takes the rejected allocation back: it was never applied, nothing to undo
+        back = PaymentUnallocated(
+            payment_id=late.payment_id,
+            allocation_id=late.allocation_id,
+            invoice_id=late.invoice_id,
+            amount=late.amount,
+            reason="rejected by the invoice: over_application",
+            unallocated_on=date(2026, 11, 12),
+        )
+        await c.send(envelope(tenant, back, "payment-x"))
+        await c.settle(5)
+    stats = c.runtime.stats
+    assert stats.dead_lettered == 0 and stats.duplicates == 1 and stats.processed == 4, stats
+    events = await stream(invoice_sessions, tenant, iid)
+    assert len(after_first) == len(before) + 1
+    assert events == after_first  # neither the redelivery nor the unallocation added anything
+    rejection = events[-1]
+    assert rejection.event_type == "PaymentApplicationRejected"
+    assert rejection.payload["code"] == "over_application"
+    assert rejection.payload["allocation_id"] == str(late.allocation_id)
+    assert rejection.payload["payment_id"] == str(late.payment_id)
+    assert rejection.payload["amount"] == {"amount": total, "currency": "EUR"}
+    assert rejection.causation_id == first.event_id
+    assert rejection.correlation_id == first.correlation_id
+    now = await invoice(api, tenant, iid)
+    assert now["paid"]["amount"] == 0 and now["open_amount"]["amount"] == total - 10_000
+    assert now["version"] == len(events)
+    (void_rejection,) = rejections(await stream(invoice_sessions, tenant, gone_id))
+    assert void_rejection["code"] == "not_receivable"
+    assert (await invoice(api, tenant, gone_id))["status"] == "void"
+
+
+async def test_a_parked_allocation_the_issued_invoice_cannot_take_is_rejected_on_issue(
+    api: httpx.AsyncClient,
+    tenant: str,
+    invoice_sessions: async_sessionmaker[AsyncSession],
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    await customer(api, tenant)
+    early = await draft(api, tenant)
+    eid, total = early["invoice_id"], early["total"]["amount"]
+    fits = allocated(eid, 50_000)
+    too_much = allocated(eid, total)  # more than what is left after the first one
+    async with Consumer(kafka_settings, invoice_sessions, fresh_topic, on_payment_event) as c:
+        await c.send(envelope(tenant, fits, "payment-a"))
         await c.settle(1)
-    assert c.runtime.stats.dead_lettered == 1
-    assert (await invoice(api, tenant, inv["invoice_id"]))["paid"]["amount"] == 0
+        await c.send(envelope(tenant, too_much, "payment-b"))
+        await c.settle(2)
+    assert c.runtime.stats.dead_lettered == 0
+    assert (await invoice(api, tenant, eid))["status"] == "draft"
+    issued = await issue(api, tenant, eid)
+    assert issued.status_code == 200, issued.text  # the rejection does not fail the issue
+    body = issued.json()
+    assert body["paid"]["amount"] == 50_000 and body["open_amount"]["amount"] == total - 50_000
+    events = await stream(invoice_sessions, tenant, eid)
+    assert [e.event_type for e in events][-3:] == [
+        "InvoiceIssued",
+        "PaymentApplied",
+        "PaymentApplicationRejected",
+    ]
+    (rejection,) = rejections(events)
+    assert rejection["allocation_id"] == str(too_much.allocation_id)
+    assert rejection["code"] == "over_application"
 
 
 async def test_late_fees_become_debit_notes_once(

@@ -20,6 +20,7 @@ from services.invoice.domain.invoice import (
     InvalidEventSequence,
     InvoiceState,
     InvoiceStatus,
+    apply_or_reject_payment,
     apply_payment,
     change_due_date,
     charge_late_fee,
@@ -28,6 +29,8 @@ from services.invoice.domain.invoice import (
     issue_credit_note,
     issue_invoice,
     open_dispute,
+    payment_refusal,
+    reject_payment,
     replay,
     resolve_dispute,
     unapply_payment,
@@ -57,6 +60,7 @@ from shared.contracts.invoice import (
     InvoiceWrittenOff,
     LateFeeCharged,
     LineItem,
+    PaymentApplicationRejected,
     PaymentApplied,
     PaymentMethod,
     PaymentTerms,
@@ -710,6 +714,182 @@ def test_unapplying_is_idempotent_and_an_allocation_is_never_reapplied() -> None
     assert state.unapplied == {uid(1): eur(5000)}
 
 
+# =================================================== allocations the invoice cannot take
+
+
+def rejected(allocation: int, amount: Money, code: str, reason: str) -> PaymentApplicationRejected:
+    return PaymentApplicationRejected(
+        invoice_id=INVOICE,
+        allocation_id=uid(allocation),
+        payment_id=uid(100 + allocation),
+        amount=amount,
+        code=code,
+        reason=reason,
+        rejected_on=day(25),
+    )
+
+
+def allocate(state: InvoiceState, allocation: int, amount: Money) -> list[EventPayload]:
+    """The payments service's allocation ``allocation`` arriving: applied on day 20 or rejected
+    on day 25."""
+    return apply_or_reject_payment(
+        state, uid(allocation), uid(100 + allocation), amount, day(20), day(25)
+    )
+
+
+def _amounts(state: InvoiceState) -> tuple[object, ...]:
+    return (
+        state.status,
+        state.paid,
+        state.discounts_taken,
+        state.credited,
+        state.written_off_amount,
+        state.open_amount,
+        state.collectible_amount,
+        state.payments,
+        state.unapplied,
+    )
+
+
+def test_an_allocation_over_the_open_amount_is_rejected_not_refused() -> None:
+    # payments saw 70.00 open, then a 50.00 credit note left 20.00: the 70.00 allocation is late
+    state = given(*issued(), paid(1, 5000), credited(2, 5000))
+    events = allocate(state, 3, eur(7000))
+    assert events == [
+        rejected(
+            3,
+            eur(7000),
+            "over_application",
+            f"allocation of {eur(7000)} exceeds the open amount {eur(2000)} of invoice {INVOICE}",
+        )
+    ]
+    after = then(state, events)
+    assert _amounts(after) == _amounts(state)  # nothing applied, no amount moves
+    assert after.open_amount == eur(2000)
+    assert after.rejected == {uid(3): eur(7000)}
+    assert after.version == state.version + 1
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [InvoiceVoided(invoice_id=INVOICE, reason="duplicate", voided_on=day(1))],
+        [
+            InvoiceWrittenOff(
+                invoice_id=INVOICE, amount=eur(12000), reason="insolvent", written_off_on=day(5)
+            )
+        ],
+        [paid(1, 12000), InvoicePaid(invoice_id=INVOICE, paid_on=day(20))],
+    ],
+    ids=["void", "written off", "paid"],
+)
+def test_an_allocation_for_an_invoice_that_takes_no_payments_is_not_receivable(
+    history: list[EventPayload],
+) -> None:
+    state = given(*issued(), *history)
+    (event,) = allocate(state, 3, eur(100))
+    assert isinstance(event, PaymentApplicationRejected)
+    assert event.code == "not_receivable"
+    assert event.reason == f"invoice {INVOICE} is {state.status.value}: it takes no payments"
+    after = then(state, [event])
+    assert _amounts(after) == _amounts(state)
+    assert after.rejected == {uid(3): eur(100)}
+
+
+def test_an_allocation_in_another_currency_is_a_currency_mismatch() -> None:
+    state = given(*issued())
+    events = allocate(state, 3, Money.of_minor(5000, "GBP"))
+    assert events == [
+        rejected(
+            3,
+            Money.of_minor(5000, "GBP"),
+            "currency_mismatch",
+            f"allocation is in GBP but invoice {INVOICE} is in EUR",
+        )
+    ]
+    after = then(state, events)
+    assert _amounts(after) == _amounts(state)
+    assert after.open_amount == eur(12000) and after.status is InvoiceStatus.ISSUED
+
+
+def test_an_allocation_the_invoice_can_take_is_applied_as_before() -> None:
+    state = given(*issued(), paid(1, 5000))
+    assert payment_refusal(state, eur(7000)) is None
+    assert allocate(state, 2, eur(7000)) == apply_payment(
+        state, uid(2), uid(102), eur(7000), day(20)
+    )
+    assert allocate(state, 1, eur(5000)) == []  # a redelivered applied allocation
+
+
+def test_a_rejection_is_idempotent_on_the_allocation_id() -> None:
+    state = given(*issued(), credited(2, 11000))
+    state = then(state, allocate(state, 3, eur(5000)))
+    assert allocate(state, 3, eur(5000)) == []  # the allocation redelivered
+    reason = "allocation of 50.00 EUR exceeds the open amount"
+    assert (
+        reject_payment(state, uid(3), uid(103), eur(5000), "over_application", reason, day(26))
+        == []
+    )
+    with pytest.raises(ValidationFailed, match="already recorded"):
+        allocate(state, 3, eur(4000))  # the same id with another amount is another command
+
+
+def test_an_allocation_rejected_before_is_never_applied_later() -> None:
+    state = given(*issued(), paid(1, 10000))
+    state = then(state, allocate(state, 3, eur(5000)))  # 20.00 open: rejected
+    # the first payment is refunded: 120.00 open, enough for the rejected allocation now
+    state = then(state, unapply_payment(state, uid(1), "refund", day(21)))
+    assert state.open_amount == eur(12000)
+    assert apply_payment(state, uid(3), uid(103), eur(5000), day(22)) == []
+    assert allocate(state, 3, eur(5000)) == []
+    # payments takes the rejected allocation back: nothing was applied, nothing to unapply
+    assert unapply_payment(state, uid(3), "rejected by the invoice", day(26)) == []
+
+
+def test_only_an_allocation_never_applied_to_an_issued_invoice_can_be_rejected() -> None:
+    reason = "late"
+    with pytest.raises(StateConflict, match="draft"):
+        reject_payment(
+            given(*drafted()), uid(3), uid(103), eur(100), "over_application", reason, day(1)
+        )
+    # a draft parks its allocations until issue: allocating to one still refuses, as today
+    with pytest.raises(StateConflict):
+        allocate(given(*drafted()), 3, eur(100))
+    assert payment_refusal(given(*drafted()), eur(10**9)) is None
+    state = given(*issued(), paid(1, 5000))
+    with pytest.raises(StateConflict, match="was applied"):
+        reject_payment(state, uid(1), uid(101), eur(5000), "over_application", reason, day(25))
+    state = then(state, unapply_payment(state, uid(1), "refund", day(21)))
+    with pytest.raises(StateConflict, match="was applied"):
+        reject_payment(state, uid(1), uid(101), eur(5000), "over_application", reason, day(25))
+
+
+@pytest.mark.parametrize(
+    ("amount", "on"),
+    [(eur(0), day(20)), (eur(-5), day(20)), (eur(100), day(-1))],
+    ids=["zero", "negative", "before issue"],
+)
+def test_allocations_that_are_wrong_rather_than_late_still_raise(amount: Money, on: date) -> None:
+    state = given(*issued())
+    with pytest.raises(ValidationFailed):
+        apply_or_reject_payment(state, uid(3), uid(103), amount, on, day(25))
+
+
+def test_rejections_replay_and_leave_every_amount_alone() -> None:
+    history = [
+        *issued(),
+        paid(1, 5000),
+        rejected(3, eur(9000), "over_application", "too much"),
+        rejected(4, Money.of_minor(10, "JPY"), "currency_mismatch", "yen"),
+    ]
+    state = given(*history)
+    assert state.version == len(history)
+    assert state.status is InvoiceStatus.PARTIALLY_PAID
+    assert state.paid == eur(5000) and state.open_amount == eur(7000)
+    assert state.rejected == {uid(3): eur(9000), uid(4): Money.of_minor(10, "JPY")}
+    assert _amounts(state) == _amounts(given(*issued(), paid(1, 5000)))
+
+
 # =========================================================================== disputes
 
 
@@ -972,7 +1152,7 @@ steps = st.lists(
     st.tuples(
         st.sampled_from(
             [
-                *["pay", "pay", "pay_all", "credit", "credit_all"],
+                *["pay", "pay", "pay_all", "allocate", "credit", "credit_all"],
                 *["unapply", "unapply", "fee", "dispute", "dispute", "resolve", "repeat"],
             ]
         ),
@@ -1011,6 +1191,8 @@ def _run(state: InvoiceState, step: Step, n: int) -> tuple[Money, Command]:
     kind = kind.removesuffix("_all")
     if kind == "pay":
         return money, lambda: apply_payment(state, uid(n), uid(500 + n), money, on)
+    if kind == "allocate":  # from the payments service: applied, or rejected if it cannot be
+        return money, lambda: apply_or_reject_payment(state, uid(n), uid(500 + n), money, on, on)
     if kind == "credit":
         return money, lambda: issue_credit_note(state, uid(n), money, "adjustment", on)
     if kind == "fee":
@@ -1052,6 +1234,7 @@ def test_random_payments_and_credits_never_overdraw_the_invoice(plan: list[Step]
         try:
             events = command()
         except ValidationFailed:
+            assert kind != "allocate"  # an allocation the invoice cannot take is rejected
             # refusals for amounts are exactly the over-drawing ones
             if kind in ("credit", "pay"):
                 assert amount > before.open_amount
@@ -1059,6 +1242,7 @@ def test_random_payments_and_credits_never_overdraw_the_invoice(plan: list[Step]
                 assert amount > before.collectible_amount
             continue
         except StateConflict:
+            assert kind != "allocate"
             assert before.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID)
             continue
         state = then(state, events)
@@ -1068,6 +1252,9 @@ def test_random_payments_and_credits_never_overdraw_the_invoice(plan: list[Step]
                 assert event.amount <= before.open_amount  # never more than what remains
             if isinstance(event, PaymentApplied):
                 assert event.amount + event.discount_taken <= before.open_amount
+            if isinstance(event, PaymentApplicationRejected):
+                receivable = before.status in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID)
+                assert not receivable or event.amount > before.open_amount
         # invariants after every step
         assert _raw_open(state) >= 0
         assert state.open_amount.amount == _raw_open(state)
@@ -1148,6 +1335,7 @@ SAMPLES: list[EventPayload] = [
         unapplied_on=day(3),
         discount_reversed=eur(3),
     ),
+    rejected(2, Money.of_minor(100, "GBP"), "currency_mismatch", "in GBP"),
     InvoicePaid(invoice_id=INVOICE, paid_on=day(3)),
     InvoiceReopened(invoice_id=INVOICE, reason="chargeback"),
     InvoiceWrittenOff(
@@ -1211,7 +1399,7 @@ def test_every_event_type_has_a_sample() -> None:
         if isinstance(obj := getattr(invoice_events, name), type) and issubclass(obj, EventPayload)
     }
     assert {type(s) for s in SAMPLES} == payload_classes
-    assert len(payload_classes) == 17
+    assert len(payload_classes) == 18
     for cls in payload_classes:
         assert registry.spec(cls.event_type).payload_model is cls
         assert cls.schema_version == 1

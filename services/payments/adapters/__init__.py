@@ -1,0 +1,3 @@
+"""Payments-service adapters: invoice balances, statement parsers."""
+
+SCHEMA = "payments"

@@ -1,0 +1,172 @@
+"""Gateway webhooks: a verified event becomes a payment, a refund or a chargeback, once.
+
+The event id is written to `webhook_events` in the same transaction as the effect, so a
+redelivery (gateways retry until they get a 2xx) changes nothing, and two concurrent deliveries
+of one event serialise on the primary key. An event about a payment this service has not seen
+yet (gateways do not promise order) is answered 409 and rolled back whole, so the gateway
+retries it later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.payments.adapters import SCHEMA
+from services.payments.application import matching
+from services.payments.application import payments as payment_app
+from services.payments.domain import payment as payments
+from services.payments.domain.matching import MatchingPolicy
+from services.payments.domain.webhook import (
+    GatewayAction,
+    GatewayChargeback,
+    GatewayPayment,
+    GatewayRefund,
+    WebhookEvent,
+)
+from shared.contracts.payments import MethodDetails
+from shared.errors import StateConflict
+from shared.eventstore.store import AppendContext
+
+GATEWAY = "stripe"
+_REFUNDS = uuid.UUID("6f1f0a53-55c4-4d4e-9d0c-1b7f3e4b5a10")  # namespace of refund ids
+
+
+async def handle(
+    session: AsyncSession,
+    ctx: AppendContext,
+    event: WebhookEvent,
+    action: GatewayAction,
+    policy: MatchingPolicy,
+    today: date,
+) -> dict[str, Any]:
+    first = (
+        await session.execute(
+            text(
+                f"""INSERT INTO {SCHEMA}.webhook_events (tenant_id, event_id, event_type, outcome)
+                    VALUES (:t, :e, :type, 'processing') ON CONFLICT DO NOTHING
+                    RETURNING event_id"""
+            ),
+            {"t": ctx.tenant_id, "e": event.id, "type": event.type},
+        )
+    ).one_or_none()
+    if first is None:
+        return {"event_id": event.id, "outcome": "duplicate"}
+    outcome, payment_id = await _act(session, ctx, action, policy, today)
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.webhook_events SET outcome = :o, payment_id = :p
+                WHERE tenant_id = :t AND event_id = :e"""
+        ),
+        {"t": ctx.tenant_id, "e": event.id, "o": outcome, "p": payment_id},
+    )
+    return {
+        "event_id": event.id,
+        "outcome": outcome,
+        "payment_id": str(payment_id) if payment_id else None,
+    }
+
+
+async def _act(
+    session: AsyncSession,
+    ctx: AppendContext,
+    action: GatewayAction,
+    policy: MatchingPolicy,
+    today: date,
+) -> tuple[str, uuid.UUID | None]:
+    match action:
+        case GatewayPayment():
+            return await _received(session, ctx, action, policy, today)
+        case GatewayRefund():
+            payment_id = await _payment_for(session, ctx.tenant_id, action.gateway_ref)
+            state, version = await payment_app.load_payment(session, ctx.tenant_id, payment_id)
+            delta = action.refunded_total - state.refunded
+            if not delta.is_positive():
+                return "nothing_new", payment_id
+            events = payments.refund(
+                state,
+                delta,
+                "refunded at the gateway",
+                max(action.refunded_on, state.received_on),
+                refund_id=uuid.uuid5(_REFUNDS, f"{action.gateway_ref}:{action.refunded_total}"),
+                gateway_ref=action.gateway_ref,
+            )
+            await payment_app.save_payment(session, state, version, events, ctx)
+            return "refunded", payment_id
+        case GatewayChargeback():
+            payment_id = await _payment_for(session, ctx.tenant_id, action.gateway_ref)
+            state, version = await payment_app.load_payment(session, ctx.tenant_id, payment_id)
+            amount = min(action.amount, state.held)
+            if not amount.is_positive():
+                return "nothing_new", payment_id
+            events = payments.reverse(
+                state,
+                amount,
+                action.reason,
+                max(action.reversed_on, state.received_on),
+                kind="chargeback",
+            )
+            await payment_app.save_payment(session, state, version, events, ctx)
+            return "reversed", payment_id
+        case _:
+            return "ignored", None
+
+
+async def _received(
+    session: AsyncSession,
+    ctx: AppendContext,
+    action: GatewayPayment,
+    policy: MatchingPolicy,
+    today: date,
+) -> tuple[str, uuid.UUID | None]:
+    existing = await _find_by_ref(session, ctx.tenant_id, action.gateway_ref)
+    if existing is not None:  # payment_intent.succeeded and charge.succeeded name one payment
+        return "already_recorded", existing
+    payment_id = uuid.uuid4()
+    events = payments.receive_payment(
+        payment_id=payment_id,
+        customer_id=action.customer_id,
+        amount=action.amount,
+        method=action.method,
+        received_on=action.received_on,
+        reference=action.reference or None,
+        details=MethodDetails(
+            gateway=GATEWAY,
+            gateway_ref=action.gateway_ref,
+            card_brand=action.card_brand,
+            last4=action.last4,
+            wallet_provider=action.wallet_provider,
+            mandate_id=action.mandate_id,
+        ),
+        source="gateway",
+    )
+    customer_ctx = ctx.for_customer(action.customer_id)
+    await payment_app.save_payment(session, None, 0, events, customer_ctx)
+    await matching.match_payment(session, customer_ctx, payment_id, policy, today)
+    return "recorded", payment_id
+
+
+async def _find_by_ref(session: AsyncSession, tenant_id: str, ref: str) -> uuid.UUID | None:
+    row = (
+        await session.execute(
+            text(
+                f"""SELECT payment_id FROM {SCHEMA}.payments
+                    WHERE tenant_id = :t AND gateway_ref = :r"""
+            ),
+            {"t": tenant_id, "r": ref},
+        )
+    ).one_or_none()
+    return None if row is None else row.payment_id
+
+
+async def _payment_for(session: AsyncSession, tenant_id: str, ref: str) -> uuid.UUID:
+    found = await _find_by_ref(session, tenant_id, ref)
+    if found is None:
+        raise StateConflict(
+            f"no payment with gateway reference {ref} yet; retry later", {"gateway_ref": ref}
+        )
+    return found

@@ -1,0 +1,1 @@
+"""Pure payment, allocation and statement logic: no I/O."""
