@@ -69,7 +69,7 @@ def test_receiving_validates_amount_method_and_details() -> None:
         p.receive_payment(**base, amount=eur(0), method="cash")  # type: ignore[arg-type]
     with pytest.raises(ValidationFailed, match="unknown payment method"):
         p.receive_payment(**base, amount=eur(1), method="barter")  # type: ignore[arg-type]
-    with pytest.raises(ValidationFailed, match="details.last4"):
+    with pytest.raises(ValidationFailed, match=r"details\.last4"):
         p.receive_payment(
             **base,  # type: ignore[arg-type]
             amount=eur(1),
