@@ -347,9 +347,16 @@ async def change_invoice(
     session: AsyncSession, ctx: AppendContext, invoice_id: uuid.UUID, decide: Decide
 ) -> InvoiceState:
     state, version = await repo.load_invoice(session, ctx.tenant_id, invoice_id)
-    return await repo.save_invoice(
+    saved = await repo.save_invoice(
         session, state, version, decide(state), ctx.for_customer(state.customer_id)
     )
+    if state.status is InvoiceStatus.DRAFT and saved.status is InvoiceStatus.VOID:
+        # Allocations parked for this draft will never apply: reject them, so payments
+        # gets its cash back instead of waiting forever.
+        saved = await _apply_parked(
+            session, ctx.for_customer(state.customer_id), saved, saved.version
+        )
+    return saved
 
 
 async def credit_note_number(session: AsyncSession, tenant: str, on: date) -> str:

@@ -282,6 +282,31 @@ async def test_a_parked_allocation_the_issued_invoice_cannot_take_is_rejected_on
     assert rejection["code"] == "over_application"
 
 
+async def test_allocations_parked_for_a_draft_that_is_voided_are_rejected(
+    api: httpx.AsyncClient,
+    tenant: str,
+    invoice_sessions: async_sessionmaker[AsyncSession],
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    await customer(api, tenant)
+    early = await draft(api, tenant)
+    eid = early["invoice_id"]
+    parked = allocated(eid, 10_000)
+    async with Consumer(kafka_settings, invoice_sessions, fresh_topic, on_payment_event) as c:
+        await c.send(envelope(tenant, parked, "payment-a"))
+        await c.settle(1)
+    voided = await api.post(
+        f"/v1/invoices/{eid}/void", json={"reason": "ordered twice"}, headers=auth(tenant)
+    )
+    assert voided.status_code == 200, voided.text
+    events = await stream(invoice_sessions, tenant, eid)
+    assert [e.event_type for e in events][-2:] == ["InvoiceVoided", "PaymentApplicationRejected"]
+    (rejection,) = rejections(events)
+    assert rejection["allocation_id"] == str(parked.allocation_id)
+    assert rejection["code"] == "not_receivable"
+
+
 async def test_late_fees_become_debit_notes_once(
     api: httpx.AsyncClient,
     tenant: str,
