@@ -10,6 +10,7 @@ serialised, and the second sees what the first took.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
@@ -104,10 +105,11 @@ async def open_invoices(
                 text(
                     f"""SELECT {_COLUMNS} FROM {SCHEMA}.invoice_balances
                         WHERE {" AND ".join(where)}
-                          AND position(upper(regexp_replace(number, '[^A-Za-z0-9]', '', 'g'))
-                                       IN :squashed) > 0"""
+                          AND (position(upper(regexp_replace(number, '[^A-Za-z0-9]', '', 'g'))
+                                        IN :squashed) > 0
+                               OR ltrim(substring(number from '(\\d+)\\D*$'), '0') = ANY(:serials))"""
                 ),
-                {**params, "squashed": _squash(numbers_in)},
+                {**params, "squashed": _squash(numbers_in), "serials": _serials(numbers_in)},
             )
         ).all()
         found.update({r.invoice_id: r for r in named})
@@ -116,6 +118,12 @@ async def open_invoices(
 
 def _squash(value: str) -> str:
     return "".join(ch for ch in value.upper() if ch.isalnum())
+
+
+def _serials(value: str) -> list[str]:
+    """Digit runs of the text without leading zeros: "inv 2026/123" may name INV-2026-000123,
+    whose serial (its last digit group) is 123. The matcher then decides what really matches."""
+    return sorted({run.lstrip("0") for run in re.findall(r"\d+", value) if run.lstrip("0")})
 
 
 def _open_invoice(row: Row[Any], today: date) -> OpenInvoice:

@@ -23,12 +23,16 @@ invoice_number     amount settles the named invoices exactly (open amounts, or d
                    amounts where an early-payment discount applies)
 invoice_number     amount less than their open total: partial payment, applied in the order    0.95
                    named
-invoice_number     amount more than their open total: all settled, the rest stays unapplied    0.93
+invoice_number     amount more than their open total: all settled, the rest stays unapplied    0.85
+                   (an over-payment usually pays more than it names: a person decides)
+invoice_number     unknown payer, amount does not settle the named invoices exactly             0.80
+                   (a mistyped number names another customer's invoice)
+invoice_number     unknown payer whose alias names another customer than the invoices do      0.50
 invoice_number     unknown payer naming invoices of several customers: per customer, its       0.70
                    named invoices settle exactly
 invoice_number     ... same, otherwise                                                         0.50
 exact_amount       exactly one invoice's open (or discounted) amount equals the amount         0.92
-exact_amount       several do: each is proposed, the oldest due first                          0.60
+exact_amount       several do, or a combination also makes up the amount: each is proposed     0.60
 combination        exactly one subset of 2..max_combination_size invoices sums to the amount   0.90
                    and no single invoice does
 combination        several subsets (or a single invoice matches too): only the oldest subset   0.55
@@ -111,7 +115,8 @@ RULES: Final = frozenset(
 CONFIDENCE: Final[Mapping[str, Decimal]] = {
     "number_settles": Decimal("0.99"),
     "number_partial": Decimal("0.95"),
-    "number_over": Decimal("0.93"),
+    "number_over": Decimal("0.85"),
+    "number_unsettled_unknown_payer": Decimal("0.80"),
     "number_split_settles": Decimal("0.70"),
     "number_split": Decimal("0.50"),
     "exact_unique": Decimal("0.92"),
@@ -639,6 +644,13 @@ def _amount_findings(
     """Exact, combination and (only when nothing is exact) tolerance candidates of one customer."""
     exact = _exact_findings(pool, amount)
     combos = _combination_findings(pool, amount, policy, single_exists=bool(exact))
+    if exact and combos:  # one invoice or several make up the amount: ambiguous either way
+        exact = [
+            dataclasses.replace(
+                f, kind="exact_several", detail=f"{f.detail}, but a combination also matches"
+            )
+            for f in exact
+        ]
     if exact or combos:
         return exact + combos
     return _tolerance_findings(pool, amount, policy)
@@ -717,7 +729,27 @@ def _unknown_payer(
     if len(customers) == 1:
         customer_id = named[0].customer_id
         pool = [inv for inv in invoices if inv.customer_id == customer_id]
-        return _known_customer(remittance, customer_id, pool, policy)
+        matches = _known_customer(remittance, customer_id, pool, policy)
+        _, settles = _by_number(remittance, named)
+        alias_customer = (
+            aliases.get(normalize_alias(remittance.payer_name)) if remittance.payer_name else None
+        )
+        if alias_customer is not None and alias_customer != customer_id:
+            # The number and the payer disagree on the customer: offer both, decide neither.
+            cap, note = "contradicts_reference", "the reference and the payer name disagree"
+            matches += _by_alias(remittance, invoices, aliases, policy)
+        elif not settles:
+            cap, note = "number_unsettled_unknown_payer", "unknown payer, amount does not settle"
+        else:
+            return matches
+        return [
+            dataclasses.replace(
+                m,
+                confidence=min(m.confidence, CONFIDENCE[cap]),
+                explanation=f"{m.explanation} ({note})",
+            )
+            for m in matches
+        ]
     if customers:
         return _several_customers(remittance, named)
     by_alias = _by_alias(remittance, invoices, aliases, policy)

@@ -7,7 +7,9 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.payments.adapters import invoices as balances
 from services.payments.config import PaymentsSettings
 from services.payments.consumers import consumers
 from services.payments.tests.conftest import TODAY, Feed, auth, drafted, issued
@@ -108,3 +110,21 @@ async def test_each_invoice_event_moves_the_open_amount(
         "c1",
     )
     assert await open_now() == (0, "written_off")
+
+
+@pytest.mark.integration
+async def test_statement_references_find_invoices_beyond_the_oldest_window(
+    payments_sessions: async_sessionmaker[AsyncSession], tenant: str, feed: Feed
+) -> None:
+    """An unknown payer's line is matched against the oldest-due invoices plus any whose number
+    the reference names, in any of the spellings the matcher reads."""
+    old = issued("c1", 1_000, number="INV-2026-000001", due_days=1)
+    named = issued("c2", 2_000, number="INV-2026-000123", due_days=90)
+    for inv in (old, named):
+        await feed(tenant, inv, inv.customer_id)
+    for reference in ("paid inv 2026/123", "INV2026000123", "Rechnung INV-2026-000123"):
+        async with payments_sessions() as session:
+            found = await balances.open_invoices(
+                session, tenant, "EUR", customer_id=None, today=TODAY, numbers_in=reference, limit=1
+            )
+        assert {i.number for i in found} == {"INV-2026-000001", "INV-2026-000123"}, reference
