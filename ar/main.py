@@ -129,6 +129,24 @@ def services_run(
             stderr=subprocess.STDOUT,
             start_new_session=detach,
         )
+    if "dunning" in names and os.environ.get("LEDGERLINE_LOCAL_SMTP", "1") != "0":
+        # The dunning service's e-mail goes to the project's own SMTP server locally; its
+        # messages land in $LEDGERLINE_STATE_DIR/mail as .eml files.
+        mail_dir = os.path.dirname(log_dir) + "/mail"
+        procs["smtp"] = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [
+                sys.executable,
+                "-m",
+                "services.dunning.adapters.smtp_server",
+                "--port",
+                os.environ.get("LEDGERLINE_DUNNING_SMTP_PORT", "2525"),
+                "--maildir",
+                mail_dir,
+            ],
+            stdout=open(f"{log_dir}/smtp.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+        )
     problems = _wait_ready(names, ready_timeout)
     table = Table(title="Ledgerline services")
     for column in ("service", "url", "docs", "state"):

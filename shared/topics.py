@@ -13,7 +13,7 @@ SERVICE_AGGREGATES: dict[str, tuple[str, ...]] = {
     "invoice": ("invoice", "customer", "terms_template"),
     "payments": ("payment", "bank_statement"),
     "credit": ("credit_account", "credit_policy"),
-    "dunning": ("dunning_case",),
+    "dunning": ("dunning_case", "dunning_policy"),
     "reporting": (),
 }
 

@@ -1,5 +1,8 @@
 """Settings of the dunning service (environment prefix LEDGERLINE_DUNNING_)."""
 
+from datetime import time
+
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services import SERVICE_PORTS
@@ -13,3 +16,22 @@ class DunningSettings(ServiceSettings):
 
     service_name: str = "dunning"
     http_port: int = SERVICE_PORTS["dunning"]
+    # How often due steps are looked for, and queued e-mails sent.
+    scheduler_interval_seconds: float = 300.0
+    mailer_interval_seconds: float = 5.0
+    run_scheduler: bool = True
+    # SMTP: locally the project's own server (deploy/up.sh starts it on 2525).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    from_address: str = "billing@ledgerline.invalid"
+    reply_to: str | None = None
+    seller_name: str = "Ledgerline Demo Seller"
+    pay_link_base: str = "https://pay.ledgerline.invalid"
+    # No e-mails in these local hours (the window may wrap midnight; equal times: none).
+    timezone: str = "Europe/Berlin"
+    quiet_start: time = time(20, 0)
+    quiet_end: time = time(8, 0)

@@ -1,0 +1,3 @@
+"""Dunning-service adapters: e-mail, SMTP."""
+
+SCHEMA = "dunning"

@@ -1,0 +1,323 @@
+"""The mailer: sends queued reminder e-mails at most once, and says so when it cannot know.
+
+A message moves pending -> sending -> sent | failed | cancelled. Claiming commits `sending`
+with a lease *before* the SMTP conversation; the outcome is committed after it. A worker that
+dies in between (crash, kill -9, deploy) leaves a `sending` row whose lease runs out: it is
+then recorded as ReminderFailed with `outcome_unknown` and never re-sent, because the customer
+may already have it. No double e-mails; nothing silently lost either (a person sees it).
+Transient SMTP failures go back to pending with a growing delay; permanent ones fail at once.
+Claims use SKIP LOCKED, so several mailers share the queue without sending one message twice.
+
+At claim time the message is rebuilt from the current facts: invoices paid, credited or
+disputed since it was scheduled drop out, and a message with nothing left is cancelled. Quiet
+hours (in the tenant's time zone) move `not_before` to the end of the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.dunning.adapters import SCHEMA
+from services.dunning.adapters.email import (
+    InvoiceLine,
+    PermanentSendError,
+    ReminderContent,
+    SmtpSender,
+    TransientSendError,
+    build_message,
+    render,
+)
+from services.dunning.application.cases import load_case, now, save_case
+from services.dunning.domain.policy import next_send_time
+from shared.contracts.dunning import ReminderCancelled, ReminderFailed, ReminderSent
+from shared.events.registry import EventPayload
+from shared.eventstore.store import AppendContext, retry_on_conflict
+from shared.money import Money
+
+log = logging.getLogger(__name__)
+ACTOR = "system:dunning-mailer"
+
+
+@dataclasses.dataclass(frozen=True)
+class MailerConfig:
+    seller_name: str = "Ledgerline Demo Seller"
+    from_address: str = "billing@ledgerline.invalid"
+    reply_to: str | None = None
+    pay_link_base: str = "https://pay.ledgerline.invalid"
+    timezone: str = "UTC"
+    quiet_start: time = time(20, 0)
+    quiet_end: time = time(8, 0)
+    lease_seconds: float = 120.0
+    max_attempts: int = 5
+    retry_base_seconds: float = 60.0
+    batch_size: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    tenant_id: str
+    customer_id: str
+    message_id: uuid.UUID
+    content: ReminderContent
+    attempts: int
+
+
+async def _record(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    customer_id: str,
+    event: EventPayload,
+    status_sql: str,
+    params: dict[str, Any],
+) -> None:
+    """Append the outcome to the case and update the outbox row, in one transaction."""
+    ctx = AppendContext(tenant_id=tenant_id, actor=ACTOR, customer_id=customer_id)
+
+    async def attempt() -> None:
+        async with sessions() as session, session.begin():
+            state, version = await load_case(session, tenant_id, customer_id)
+            await save_case(session, state, version, [event], ctx)
+            await session.execute(text(status_sql), params)
+
+    await retry_on_conflict(attempt)
+
+
+async def recover_stale(
+    sessions: async_sessionmaker[AsyncSession], at: datetime, tenant_id: str | None = None
+) -> int:
+    """`sending` rows whose worker died: outcome unknown, recorded, never re-sent."""
+    async with sessions() as session, session.begin():
+        rows = (
+            await session.execute(
+                text(
+                    f"""SELECT tenant_id, customer_id, message_id FROM {SCHEMA}.outbox_messages
+                        WHERE status = 'sending' AND lease_until < :at
+                          AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)
+                        FOR UPDATE SKIP LOCKED LIMIT 100"""
+                ),
+                {"at": at, "tenant": tenant_id},
+            )
+        ).all()
+    for r in rows:
+        event = ReminderFailed(
+            message_id=r.message_id,
+            reason="the mailer stopped during delivery; it may have been sent, so it is not "
+            "sent again",
+            failed_at=at,
+            outcome_unknown=True,
+        )
+        await _record(
+            sessions,
+            r.tenant_id,
+            r.customer_id,
+            event,
+            f"""UPDATE {SCHEMA}.outbox_messages SET status = 'failed',
+                    last_error = 'outcome unknown: worker stopped during delivery'
+                WHERE tenant_id = :t AND message_id = :m AND status = 'sending'""",
+            {"t": r.tenant_id, "m": r.message_id},
+        )
+    return len(rows)
+
+
+async def claim(
+    sessions: async_sessionmaker[AsyncSession],
+    config: MailerConfig,
+    at: datetime,
+    tenant_id: str | None = None,
+) -> list[Claimed]:
+    claimed: list[Claimed] = []
+    async with sessions() as session, session.begin():
+        rows = (
+            await session.execute(
+                text(
+                    f"""SELECT tenant_id, customer_id, message_id, content, attempts
+                        FROM {SCHEMA}.outbox_messages
+                        WHERE status = 'pending' AND not_before <= :at
+                          AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)
+                        ORDER BY not_before FOR UPDATE SKIP LOCKED LIMIT :n"""
+                ),
+                {"at": at, "n": config.batch_size, "tenant": tenant_id},
+            )
+        ).all()
+        for r in rows:
+            send_at = next_send_time(at, config.timezone, config.quiet_start, config.quiet_end)
+            if send_at > at:
+                await _set(session, r, "pending", not_before=send_at)
+                continue
+            content, problem = await _content(session, r, config, at)
+            if content is None:
+                await _cancel(session, r, problem, at)
+                continue
+            await _set(
+                session,
+                r,
+                "sending",
+                lease_until=at + timedelta(seconds=config.lease_seconds),
+                attempts=r.attempts + 1,
+            )
+            claimed.append(
+                Claimed(r.tenant_id, r.customer_id, r.message_id, content, r.attempts + 1)
+            )
+    return claimed
+
+
+async def _set(session: AsyncSession, row: Any, status: str, **columns: Any) -> None:
+    sets = ", ".join(["status = :status", *(f"{k} = :{k}" for k in columns)])
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.outbox_messages SET {sets}
+                WHERE tenant_id = :t AND message_id = :m"""
+        ),
+        {"t": row.tenant_id, "m": row.message_id, "status": status, **columns},
+    )
+
+
+async def _cancel(session: AsyncSession, row: Any, reason: str, at: datetime) -> None:
+    """Nothing left to say (or nobody to say it to): recorded in the claiming transaction."""
+    failed = reason.startswith("no e-mail")
+    event: EventPayload = (
+        ReminderFailed(message_id=row.message_id, reason=reason, failed_at=at)
+        if failed
+        else ReminderCancelled(message_id=row.message_id, reason=reason, cancelled_at=at)
+    )
+    ctx = AppendContext(tenant_id=row.tenant_id, actor=ACTOR, customer_id=row.customer_id)
+    state, version = await load_case(session, row.tenant_id, row.customer_id)
+    await save_case(session, state, version, [event], ctx)
+    await _set(session, row, "failed" if failed else "cancelled", last_error=reason)
+
+
+async def _content(
+    session: AsyncSession, row: Any, config: MailerConfig, at: datetime
+) -> tuple[ReminderContent | None, str]:
+    raw = row.content if isinstance(row.content, dict) else json.loads(row.content)
+    customer = (
+        await session.execute(
+            text(
+                f"""SELECT name, email FROM {SCHEMA}.customers
+                    WHERE tenant_id = :t AND customer_id = :c"""
+            ),
+            {"t": row.tenant_id, "c": row.customer_id},
+        )
+    ).one_or_none()
+    if customer is None or not customer.email:
+        return None, "no e-mail address known for the customer"
+    invoices = await session.execute(
+        text(
+            f"""SELECT number, issue_date, due_date, currency, open_minor, disputed_minor
+                FROM {SCHEMA}.invoices
+                WHERE tenant_id = :t AND invoice_id = ANY(:ids) AND status = 'open'
+                ORDER BY due_date, number"""
+        ),
+        {"t": row.tenant_id, "ids": [uuid.UUID(i) for i in raw["invoice_ids"]]},
+    )
+    lines = tuple(
+        InvoiceLine(
+            number=i.number,
+            issue_date=i.issue_date,
+            due_date=i.due_date,
+            amount_due=Money.of_minor(i.open_minor - i.disputed_minor, i.currency.strip()),
+            days_overdue=(at.date() - i.due_date).days,
+        )
+        for i in invoices
+        if i.open_minor - i.disputed_minor > 0
+    )
+    if not lines:
+        return None, "nothing due any more (paid, credited or disputed since it was scheduled)"
+    return (
+        ReminderContent(
+            message_id=row.message_id,
+            template=raw["template"],
+            customer_name=customer.name or row.customer_id,
+            to=(customer.email,),
+            seller_name=config.seller_name,
+            from_address=config.from_address,
+            reply_to=config.reply_to,
+            invoices=lines,
+            pay_link=f"{config.pay_link_base}/{row.tenant_id}/{row.customer_id}",
+            sent_on=at.date(),
+        ),
+        "",
+    )
+
+
+async def deliver(
+    sessions: async_sessionmaker[AsyncSession],
+    sender: SmtpSender,
+    message: Claimed,
+    config: MailerConfig,
+) -> str:
+    """Send one claimed message and record the outcome: "sent", "retry" or "failed"."""
+    params = {"t": message.tenant_id, "m": message.message_id}
+    try:
+        email = build_message(message.content, render(message.content))
+    except ValueError as exc:  # a bad address or template: no retry will fix it
+        return await _failed(sessions, message, f"cannot build the message: {exc}")
+    try:
+        await sender.send(email)
+    except TransientSendError as exc:
+        if message.attempts < config.max_attempts:
+            delay = config.retry_base_seconds * 2 ** (message.attempts - 1)
+            async with sessions() as session, session.begin():
+                await session.execute(
+                    text(
+                        f"""UPDATE {SCHEMA}.outbox_messages SET status = 'pending',
+                                not_before = :nb, last_error = :e, lease_until = NULL
+                            WHERE tenant_id = :t AND message_id = :m"""
+                    ),
+                    {**params, "nb": now() + timedelta(seconds=delay), "e": str(exc)[:500]},
+                )
+            return "retry"
+        return await _failed(sessions, message, f"gave up after {message.attempts} attempts: {exc}")
+    except PermanentSendError as exc:
+        return await _failed(sessions, message, f"refused: {exc}")
+    event = ReminderSent(message_id=message.message_id, to=list(message.content.to), sent_at=now())
+    await _record(
+        sessions,
+        message.tenant_id,
+        message.customer_id,
+        event,
+        f"""UPDATE {SCHEMA}.outbox_messages SET status = 'sent', sent_at = now(),
+                lease_until = NULL
+            WHERE tenant_id = :t AND message_id = :m""",
+        params,
+    )
+    return "sent"
+
+
+async def _failed(sessions: async_sessionmaker[AsyncSession], message: Claimed, reason: str) -> str:
+    event = ReminderFailed(message_id=message.message_id, reason=reason[:1000], failed_at=now())
+    await _record(
+        sessions,
+        message.tenant_id,
+        message.customer_id,
+        event,
+        f"""UPDATE {SCHEMA}.outbox_messages SET status = 'failed', last_error = :e,
+                lease_until = NULL
+            WHERE tenant_id = :t AND message_id = :m""",
+        {"t": message.tenant_id, "m": message.message_id, "e": reason[:500]},
+    )
+    return "failed"
+
+
+async def run_once(
+    sessions: async_sessionmaker[AsyncSession],
+    sender: SmtpSender,
+    config: MailerConfig,
+    tenant_id: str | None = None,
+) -> dict[str, int]:
+    """One pass: record crashed deliveries, then claim and send what is due (one tenant's
+    queue with `tenant_id`)."""
+    at = now()
+    recovered = await recover_stale(sessions, at, tenant_id)
+    outcomes = {"recovered": recovered, "sent": 0, "retry": 0, "failed": 0}
+    for message in await claim(sessions, config, at, tenant_id):
+        outcomes[await deliver(sessions, sender, message, config)] += 1
+    return outcomes

@@ -1,0 +1,1 @@
+"""Pure dunning logic: policies, timing, the per-customer case."""

@@ -1,0 +1,137 @@
+"""Dunning fixtures: the real `dunning` schema, the API in-process (workers off, the tests run
+them), invoice events delivered through the real consumer handler, a local SMTP server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.dunning.adapters.smtp_server import LocalSmtpServer
+from services.dunning.api.app import create_app
+from services.dunning.config import DunningSettings
+from services.dunning.consumers.invoices import on_invoice_event
+from shared.auth import mint_token
+from shared.consumer import MessageContext
+from shared.contracts.invoice import (
+    Address,
+    CreditCheckRecord,
+    CustomerRegistered,
+    Installment,
+    InvoiceIssued,
+)
+from shared.db import make_engine, make_sessionmaker
+from shared.events.envelope import EventEnvelope
+from shared.events.registry import EventPayload
+from shared.migrations import upgrade
+from shared.money import Money
+from shared.settings import AuthSettings
+
+SCOPES = ("dunning:read", "dunning:write")
+
+
+def auth(tenant: str, scopes: tuple[str, ...] = SCOPES) -> dict[str, str]:
+    token = mint_token(AuthSettings(), subject="collector", tenant_id=tenant, scopes=scopes)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def dunning_engine() -> AsyncIterator[AsyncEngine]:
+    settings = DunningSettings()
+    await upgrade("dunning", settings.dsn())
+    engine = make_engine(settings.dsn(), pool_size=10, application_name="dunning-tests")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def dunning_sessions(dunning_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(dunning_engine)
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def smtp() -> Iterator[LocalSmtpServer]:
+    with LocalSmtpServer(port=0) as server:
+        yield server
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[httpx.AsyncClient]:
+    settings = DunningSettings(run_relay=False, run_consumers=False, run_scheduler=False)
+    await upgrade("dunning", settings.dsn())
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://d") as client,
+    ):
+        yield client
+
+
+Feed = Callable[[str, EventPayload, str], Coroutine[Any, Any, None]]
+
+
+@pytest.fixture
+def feed(dunning_sessions: async_sessionmaker[AsyncSession]) -> Feed:
+    async def deliver(tenant: str, event: EventPayload, customer: str) -> None:
+        now = datetime.now(UTC)
+        envelope = EventEnvelope(
+            event_id=uuid.uuid4(),
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            stream_id=f"invoice-{getattr(event, 'invoice_id', uuid.uuid4())}",
+            stream_version=1,
+            occurred_at=now,
+            recorded_at=now,
+            tenant_id=tenant,
+            customer_id=customer,
+            actor="system:test",
+            payload=event.model_dump(mode="json"),
+        )
+        async with dunning_sessions() as session, session.begin():
+            await on_invoice_event(session, envelope, MessageContext("t", 0, 0, "dunning"))
+
+    return deliver
+
+
+def customer(
+    customer_id: str, email: str = "ap@acme.example", name: str = "Acme Ltd"
+) -> CustomerRegistered:
+    return CustomerRegistered(
+        customer_id=customer_id,
+        name=name,
+        email=email,
+        currency="EUR",
+        billing_address=Address(
+            line1="1 Main St", city="Berlin", postal_code="10115", country="DE"
+        ),
+    )
+
+
+def issued(
+    customer_id: str, total_minor: int, due: date, *, number: str | None = None
+) -> InvoiceIssued:
+    total = Money.of_minor(total_minor, "EUR")
+    issue = due - timedelta(days=30)
+    return InvoiceIssued(
+        invoice_id=uuid.uuid4(),
+        customer_id=customer_id,
+        currency="EUR",
+        number=number or f"INV-2026-{uuid.uuid4().int % 10**6:06d}",
+        issue_date=issue,
+        due_date=due,
+        total=total,
+        subtotal=total,
+        tax_total=Money.zero("EUR"),
+        installments=[Installment(due_date=due, amount=total)],
+        credit_check=CreditCheckRecord(outcome="passed", check_id="chk"),
+    )
