@@ -254,6 +254,17 @@ async def customer_dunning(customer_id: str, principal: Reader, session: Session
             }
             for f in facts
         ],
+        "schedule": [
+            {
+                "invoice_id": str(p.invoice_id),
+                "number": p.number,
+                "step_id": p.step_id,
+                "due_on": p.due_on.isoformat(),
+                "timing_note": p.timing_note,
+                "held": p.held,
+            }
+            for p in domain.planned(state, facts, policy, behaviour)
+        ],
         "history": [
             {
                 "event_type": e.event_type,

@@ -316,6 +316,45 @@ def _escalation(due: Sequence[Due], state: CaseState, today: date) -> list[Event
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class PlannedStep:
+    invoice_id: uuid.UUID
+    number: str
+    step_id: str
+    due_on: date
+    timing_note: str | None
+    held: bool  # paused, promised or disputed in full: it waits
+
+
+def planned(
+    state: CaseState,
+    invoices: Sequence[InvoiceFacts],
+    policy: Policy,
+    behaviour: PaymentBehaviour | None,
+) -> list[PlannedStep]:
+    """The schedule each open invoice is on: the steps still ahead, with their dates."""
+    plan = []
+    for inv in invoices:
+        if not inv.open or inv.invoice_id in state.escalated:
+            continue
+        held = state.paused(inv.invoice_id) or not inv.collectible.is_positive()
+        for step in policy.steps:
+            if (inv.invoice_id, step.step_id) in state.done:
+                continue
+            timing = timing_for(behaviour if policy.adapt_to_behaviour else None, step)
+            plan.append(
+                PlannedStep(
+                    inv.invoice_id,
+                    inv.number,
+                    step.step_id,
+                    step_due_on(inv.due_date, step, timing),
+                    timing.note,
+                    held,
+                )
+            )
+    return sorted(plan, key=lambda p: (p.due_on, p.number, p.step_id))
+
+
 # ---- commands from people --------------------------------------------------------------------
 
 

@@ -255,3 +255,17 @@ def test_no_step_of_an_invoice_ever_fires_twice(days: list[int], opens: list[int
     for invoice in invoices:
         sent = [order[s] for i, s in fired if i == invoice.invoice_id and not s.startswith("fee:")]
         assert sent == sorted(sent)
+
+
+def test_the_schedule_lists_the_steps_ahead_with_their_dates() -> None:
+    state, _ = run(c.CaseState("c1"), [facts(1)], DUE + timedelta(days=1))
+    plan = c.planned(state, [facts(1)], DEFAULT_POLICY, None)
+    assert [(p.step_id, p.due_on - DUE) for p in plan] == [
+        ("firm", timedelta(days=7)),
+        ("final_notice", timedelta(days=30)),
+        ("late_fee", timedelta(days=45)),
+        ("escalation", timedelta(days=60)),
+    ]
+    assert not any(p.held for p in plan)
+    disputed = c.planned(state, [facts(1, disputed=10_000)], DEFAULT_POLICY, None)
+    assert all(p.held for p in disputed)

@@ -75,6 +75,12 @@ async def test_one_grouped_email_per_customer_sent_once(
     html = message.get_body(("html",))
     assert html is not None and "Acme &lt;Ltd&gt;" in html.get_content()
     assert await history(api, tenant, "c1") == ["ReminderScheduled", "ReminderSent"]
+    view = (await api.get("/v1/customers/c1/dunning", headers=auth(tenant))).json()
+    ahead = [(s["number"], s["step_id"]) for s in view["schedule"]]
+    assert ("INV-2026-000103", "pre_due_reminder") in ahead and (
+        "INV-2026-000101",
+        "firm",
+    ) not in ahead
     # The next runs record nothing new: steps done, and the minimum interval.
     assert await scheduler.run_all(dunning_sessions, TODAY, tenant) == 1
     assert len(await outbox(dunning_sessions, tenant)) == 1
