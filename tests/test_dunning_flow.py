@@ -6,9 +6,7 @@ one e-mail and assesses a fee, which travels back to the invoice service as a de
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -27,24 +25,11 @@ from services.invoice.tests.credit_stub import credit_stub
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 SCOPES = ("invoices:read", "invoices:write", "dunning:read", "dunning:write")
 ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
-
-
-async def eventually(
-    client: httpx.AsyncClient, path: str, ready: Callable[[Any], bool], timeout: float = 60
-) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    body: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        r = await client.get(path)
-        body = r.json()
-        if r.status_code == 200 and ready(body):
-            return body
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{path} not ready within {timeout}s: {body}")
 
 
 async def test_an_issued_invoice_is_dunned_by_email_and_its_fee_charged() -> None:

@@ -6,9 +6,7 @@ service reaches the credit service's real endpoint over HTTP (in-process transpo
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +19,7 @@ from services.invoice.config import InvoiceSettings
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +88,7 @@ async def test_issuing_checks_credit_and_exposure_follows_the_invoice_stream() -
 
             # InvoiceIssued travels relay -> Kafka -> credit consumer: exposure 1,428.00 EUR,
             # and the check's reservation is released as invoiced (not counted twice).
-            account = await _eventually(
+            account = await eventually(
                 cred,
                 "/v1/customers/c-1/credit",
                 lambda a: a.get("exposure", {}).get("amount") == 142_800 and not a["reservations"],
@@ -101,14 +100,3 @@ async def test_issuing_checks_credit_and_exposure_follows_the_invoice_stream() -
             reason = second.json()["error"]["details"]["reasons"][0]
             assert reason["code"] == "over_limit"
             assert reason["message"].startswith("over the limit by 856.00 EUR")
-
-
-async def _eventually(client: httpx.AsyncClient, path: str, ready: Any, timeout: float = 60) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    body: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        body = (await client.get(path)).json()
-        if ready(body):
-            return body
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached within {timeout}s: {body}")

@@ -9,9 +9,7 @@ allocation; the invoice rejects it and payments takes it back, so no cent is los
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,6 +25,7 @@ from services.payments.config import PaymentsSettings
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,20 +42,6 @@ ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "coun
 
 def lines(unit_price: int) -> list[dict[str, Any]]:
     return [{"description": "Widgets", "quantity": "1", "unit_price": unit_price, "taxes": []}]
-
-
-async def eventually(
-    client: httpx.AsyncClient, path: str, ready: Callable[[Any], bool], timeout: float = 60
-) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    body: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        r = await client.get(path)
-        body = r.json()
-        if r.status_code == 200 and ready(body):
-            return body
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{path} not ready within {timeout}s: {body}")
 
 
 async def test_payment_applied_across_services_and_a_rejected_allocation_comes_back() -> None:
