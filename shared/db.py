@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,3 +37,9 @@ def make_engine(
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def json_column(value: Any) -> Any:
+    """A json/jsonb column's value as Python data: asyncpg hands it over as text unless a codec
+    is registered, and a codec-decoded value is already a dict or list."""
+    return json.loads(value) if isinstance(value, str | bytes) else value

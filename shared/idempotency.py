@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import checked_schema
+from shared.db import checked_schema, json_column
 from shared.errors import IdempotencyKeyReused, ValidationFailed
 
 MAX_KEY_LENGTH = 255
@@ -91,9 +91,7 @@ async def run_idempotent(
                 {"idempotency_key": key},
             )
         body = row.response_body
-        return StoredResponse(
-            row.status_code, json.loads(body) if isinstance(body, str) else body, replayed=True
-        )
+        return StoredResponse(row.status_code, json_column(body), replayed=True)
     status_code, body = await operation(session)
     await session.execute(
         text(

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import checked_schema
+from shared.db import checked_schema, json_column
 from shared.errors import ConcurrencyConflict, NotFound
 from shared.events.envelope import EventEnvelope, NewEvent
 
@@ -63,7 +63,7 @@ _COLUMNS = """global_position, transaction_id::text AS transaction_id, event_id,
 
 
 def _row_to_envelope(row: Any) -> EventEnvelope:
-    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    payload = json_column(row.payload)
     return EventEnvelope(
         event_id=row.event_id,
         event_type=row.event_type,

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import json_column
 from shared.errors import ValidationFailed
 
 MAX_PAGE_SIZE = 200
@@ -70,9 +71,7 @@ async def document_page(
             params,
         )
     ).all()
-    items = [
-        r.document if isinstance(r.document, dict) else json.loads(r.document) for r in rows[:limit]
-    ]
+    items = [json_column(r.document) for r in rows[:limit]]
     next_cursor = (
         encode_cursor(rows[limit - 1].ts, rows[limit - 1].k) if len(rows) > limit else None
     )

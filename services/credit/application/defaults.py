@@ -15,6 +15,7 @@ from services.credit.domain.defaults import (
     scope_of,
     set_default_policy,
 )
+from shared.db import json_column
 from shared.events.registry import registry
 from shared.eventstore.store import AppendContext, EventStore
 from shared.money import Money
@@ -106,4 +107,4 @@ async def list_defaults(session: AsyncSession, tenant_id: str) -> list[dict[str,
         text(f"SELECT document FROM {SCHEMA}.default_policies WHERE tenant_id = :t ORDER BY scope"),
         {"t": tenant_id},
     )
-    return [r.document if isinstance(r.document, dict) else json.loads(r.document) for r in rows]
+    return [json_column(r.document) for r in rows]

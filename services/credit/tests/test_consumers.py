@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +30,7 @@ from shared.eventstore.store import AppendContext
 from shared.messaging.kafka import make_consumer, make_producer
 from shared.money import Money
 from shared.settings import KafkaSettings
+from shared.testing import envelope_of
 from shared.topics import all_event_topics
 
 CTX = MessageContext("t", 0, 0, "test")
@@ -47,20 +48,7 @@ def test_every_consumer_group_listens_to_a_real_topic_with_the_right_handler() -
 
 
 def envelope(tenant: str, event: EventPayload, customer: str = "c1") -> EventEnvelope:
-    now = datetime.now(UTC)
-    return EventEnvelope(
-        event_id=uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        stream_id=f"payment-{uuid.uuid4()}",
-        stream_version=1,
-        occurred_at=now,
-        recorded_at=now,
-        tenant_id=tenant,
-        customer_id=customer,
-        actor="system:test",
-        payload=event.model_dump(mode="json"),
-    )
+    return envelope_of(tenant, event, stream_id=f"payment-{uuid.uuid4()}", customer_id=customer)
 
 
 def eur(minor: int) -> Money:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -24,6 +24,7 @@ from shared.errors import LedgerlineError
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
 from shared.money import Money, sum_money
+from shared.testing import envelope_of
 
 pytestmark = pytest.mark.integration
 ISSUED = date(2026, 9, 1)
@@ -82,19 +83,12 @@ def lifecycle(rng: random.Random, customer: str, n: int) -> list[EventPayload]:
 
 
 def envelope(tenant: str, customer: str, event: EventPayload, version: int) -> EventEnvelope:
-    now = datetime.now(UTC)
-    return EventEnvelope(
-        event_id=uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
+    return envelope_of(
+        tenant,
+        event,
         stream_id=f"invoice-{event.model_dump()['invoice_id']}",
-        stream_version=version,
-        occurred_at=now,
-        recorded_at=now,
-        tenant_id=tenant,
         customer_id=customer,
-        actor="system:test",
-        payload=event.model_dump(mode="json"),
+        stream_version=version,
     )
 
 

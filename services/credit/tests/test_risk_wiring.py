@@ -16,10 +16,10 @@ from services.credit.tests.test_api import auth, set_limit
 from services.invoice.domain import invoice as inv
 from shared.consumer import MessageContext
 from shared.contracts.invoice import CreditCheckRecord, LineItem, PaymentTerms
-from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
 from shared.eventstore.store import AppendContext
 from shared.money import Money
+from shared.testing import envelope_of
 
 pytestmark = pytest.mark.integration
 CTX = MessageContext("ar.invoice.invoice.v1", 0, 0, "test")
@@ -87,23 +87,16 @@ async def feed(
     customer: str,
     events: list[EventPayload],
 ) -> None:
-    now = datetime.now(UTC)
     async with sessions() as s, s.begin():
         for version, e in enumerate(events, start=1):
             await on_invoice_event(
                 s,
-                EventEnvelope(
-                    event_id=uuid.uuid4(),
-                    event_type=e.event_type,
-                    schema_version=e.schema_version,
+                envelope_of(
+                    tenant,
+                    e,
                     stream_id=f"invoice-{e.model_dump()['invoice_id']}",
-                    stream_version=version,
-                    occurred_at=now,
-                    recorded_at=now,
-                    tenant_id=tenant,
                     customer_id=customer,
-                    actor="system:test",
-                    payload=e.model_dump(mode="json"),
+                    stream_version=version,
                 ),
                 CTX,
             )

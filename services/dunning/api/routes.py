@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -25,11 +25,12 @@ from services.dunning.domain import case as domain
 from services.dunning.domain.policy import DEFAULT_POLICY, Policy, validate_steps
 from shared.auth import Principal
 from shared.contracts.dunning import DunningPolicyDefined, DunningPolicyRemoved, DunningStep
+from shared.db import json_column
 from shared.errors import NotFound
 from shared.events.registry import build_event, registry
 from shared.eventstore.store import AppendContext
 from shared.money import Money
-from shared.web.deps import Requires, db_session, run_command
+from shared.web.deps import Action, Requires, db_session, run_command
 
 router = APIRouter(prefix="/v1", tags=["dunning"])
 Reader = Annotated[Principal, Depends(Requires("dunning:read"))]
@@ -145,7 +146,7 @@ async def list_policies(principal: Reader, session: Session) -> dict[str, Any]:
         ),
         {"t": principal.tenant_id},
     )
-    items = [{**_json(r.document), "version": r.version} for r in rows]
+    items = [{**json_column(r.document), "version": r.version} for r in rows]
     return {"items": items, "builtin": _policy_document(DEFAULT_POLICY)}
 
 
@@ -162,7 +163,7 @@ async def get_policy(scope: Scope, principal: Reader, session: Session) -> Any:
     ).one_or_none()
     if row is None:
         raise NotFound(f"no policy for scope {scope}", {"scope": scope})
-    return {**_json(row.document), "version": row.version}
+    return {**json_column(row.document), "version": row.version}
 
 
 @router.delete("/policies/{scope}")
@@ -194,10 +195,6 @@ def _policy_document(policy: Policy) -> dict[str, Any]:
         "min_interval_days": policy.min_interval_days,
         "adapt_to_behaviour": policy.adapt_to_behaviour,
     }
-
-
-def _json(value: Any) -> Any:
-    return value if isinstance(value, dict | list) else json.loads(value)
 
 
 # ---- customers ----------------------------------------------------------------------------------
@@ -280,9 +277,7 @@ async def customer_dunning(customer_id: str, principal: Reader, session: Session
 Decide = Callable[[domain.CaseState, list[domain.InvoiceFacts]], list[Any]]
 
 
-def _on_case(
-    customer_id: str, decide: Decide
-) -> Callable[[AsyncSession, AppendContext], Awaitable[Any]]:
+def _on_case(customer_id: str, decide: Decide) -> Action:
     async def action(session: AsyncSession, ctx: AppendContext) -> Any:
         state, version = await cases.load_case(session, ctx.tenant_id, customer_id)
         facts = await cases.invoice_facts(session, ctx.tenant_id, customer_id)
@@ -461,8 +456,8 @@ async def list_messages(
                 "customer_id": r.customer_id,
                 "channel": r.channel,
                 "status": r.status,
-                "template": _json(r.content)["template"],
-                "invoice_ids": _json(r.content)["invoice_ids"],
+                "template": json_column(r.content)["template"],
+                "invoice_ids": json_column(r.content)["invoice_ids"],
                 "attempts": r.attempts,
                 "last_error": r.last_error,
                 "created_at": r.created_at.isoformat(),

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -26,6 +27,7 @@ from shared.contracts.dunning import (
     DunningPolicyDefined,
     ReminderScheduled,
 )
+from shared.db import json_column
 from shared.events.registry import EventPayload, registry
 from shared.eventstore.store import AppendContext, EventStore
 from shared.money import Money
@@ -204,8 +206,6 @@ async def invoice_facts(
 async def behaviour_of(
     session: AsyncSession, tenant_id: str, customer_id: str
 ) -> PaymentBehaviour | None:
-    from decimal import Decimal
-
     row = (
         await session.execute(
             text(
@@ -230,7 +230,7 @@ async def policy_for(session: AsyncSession, tenant_id: str, customer_id: str) ->
         {"t": tenant_id},
     )
     policies = {
-        r.scope: Policy.from_event(DunningPolicyDefined.model_validate(_json(r.document)))
+        r.scope: Policy.from_event(DunningPolicyDefined.model_validate(json_column(r.document)))
         for r in rows
     }
     segment = (
@@ -255,10 +255,6 @@ async def approved_steps(
         {"t": tenant_id, "c": customer_id},
     )
     return {(r.invoice_id, r.step_id) for r in rows}
-
-
-def _json(value: Any) -> Any:
-    return value if isinstance(value, dict | list) else json.loads(value)
 
 
 async def run_customer(

@@ -16,7 +16,6 @@ hours (in the tenant's time zone) move `not_before` to the end of the window.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import uuid
 from datetime import datetime, time, timedelta
@@ -38,6 +37,7 @@ from services.dunning.adapters.email import (
 from services.dunning.application.cases import load_case, now, save_case
 from services.dunning.domain.policy import next_send_time
 from shared.contracts.dunning import ReminderCancelled, ReminderFailed, ReminderSent
+from shared.db import json_column
 from shared.events.registry import EventPayload
 from shared.eventstore.store import AppendContext, retry_on_conflict
 from shared.money import Money
@@ -197,7 +197,7 @@ async def _cancel(session: AsyncSession, row: Any, reason: str, at: datetime) ->
 async def _content(
     session: AsyncSession, row: Any, config: MailerConfig, at: datetime
 ) -> tuple[ReminderContent | None, str]:
-    raw = row.content if isinstance(row.content, dict) else json.loads(row.content)
+    raw = json_column(row.content)
     customer = (
         await session.execute(
             text(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -26,11 +26,11 @@ from shared.contracts.invoice import (
     InvoiceIssued,
 )
 from shared.db import make_engine, make_sessionmaker
-from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
 from shared.migrations import upgrade
 from shared.money import Money
 from shared.settings import AuthSettings
+from shared.testing import envelope_of
 
 SCOPES = ("dunning:read", "dunning:write")
 
@@ -83,20 +83,8 @@ Feed = Callable[[str, EventPayload, str], Coroutine[Any, Any, None]]
 @pytest.fixture
 def feed(dunning_sessions: async_sessionmaker[AsyncSession]) -> Feed:
     async def deliver(tenant: str, event: EventPayload, customer: str) -> None:
-        now = datetime.now(UTC)
-        envelope = EventEnvelope(
-            event_id=uuid.uuid4(),
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            stream_id=f"invoice-{getattr(event, 'invoice_id', uuid.uuid4())}",
-            stream_version=1,
-            occurred_at=now,
-            recorded_at=now,
-            tenant_id=tenant,
-            customer_id=customer,
-            actor="system:test",
-            payload=event.model_dump(mode="json"),
-        )
+        stream = f"invoice-{getattr(event, 'invoice_id', uuid.uuid4())}"
+        envelope = envelope_of(tenant, event, stream_id=stream, customer_id=customer)
         async with dunning_sessions() as session, session.begin():
             await on_invoice_event(session, envelope, MessageContext("t", 0, 0, "dunning"))
 

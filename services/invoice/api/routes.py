@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -36,6 +35,7 @@ from services.invoice.config import InvoiceSettings
 from services.invoice.domain import invoice as invoices
 from services.invoice.domain.invoice import InvoiceStatus
 from shared.auth import Principal
+from shared.db import json_column
 from shared.errors import NotFound
 from shared.eventstore.store import AppendContext
 from shared.money import Money
@@ -353,7 +353,7 @@ async def _document(
     ).first()
     if row is None:
         raise NotFound(f"{what} {value} not found", {key: str(value)})
-    return row.document if isinstance(row.document, dict) else json.loads(row.document)
+    return json_column(row.document)
 
 
 async def _page(

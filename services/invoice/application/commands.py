@@ -7,7 +7,6 @@ credit service over HTTP and so must not hold a transaction open across the call
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from shared.contracts.invoice import (
     PaymentTerms,
 )
 from shared.contracts.payments import PaymentAllocated, PaymentUnallocated
+from shared.db import json_column
 from shared.errors import (
     LedgerlineError,
     NotFound,
@@ -480,7 +480,7 @@ async def _apply_parked(
         )
     ).all()
     for row in sorted(rows, key=lambda r: r.parked_at):
-        raw = row.envelope if isinstance(row.envelope, dict) else json.loads(row.envelope)
+        raw = json_column(row.envelope)
         envelope = EventEnvelope.model_validate(raw)
         events = decide_payment_event(state, registry.decode(envelope))
         state = await repo.save_invoice(

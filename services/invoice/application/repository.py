@@ -24,6 +24,7 @@ from services.invoice.domain.customer import (
     replay_customer,
 )
 from services.invoice.domain.invoice import InvoiceState, evolve, replay
+from shared.db import json_column
 from shared.errors import NotFound
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload, registry
@@ -232,5 +233,5 @@ async def load_terms_template(
     ).first()
     if row is None:
         raise NotFound(f"terms template {template_id} not found", {"template_id": str(template_id)})
-    terms = row.terms if isinstance(row.terms, dict) else json.loads(row.terms)
+    terms = json_column(row.terms)
     return {"template_id": str(row.template_id), "name": row.name, "terms": terms}

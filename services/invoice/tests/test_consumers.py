@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from shared.events.registry import EventPayload
 from shared.messaging.kafka import make_consumer, make_producer
 from shared.money import Money
 from shared.settings import KafkaSettings
+from shared.testing import envelope_of
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +36,8 @@ async def api() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def envelope(tenant: str, payload: EventPayload, stream: str) -> EventEnvelope:
-    now = datetime.now(UTC)
-    return EventEnvelope(
-        event_id=uuid.uuid4(),
-        event_type=payload.event_type,
-        schema_version=payload.schema_version,
-        stream_id=stream,
-        stream_version=1,
-        occurred_at=now,
-        recorded_at=now,
-        tenant_id=tenant,
-        customer_id="acme-ltd",
-        actor="system:test",
-        payload=payload.model_dump(mode="json"),
-        correlation_id=uuid.uuid4(),
+    return envelope_of(
+        tenant, payload, stream_id=stream, customer_id="acme-ltd", correlation_id=uuid.uuid4()
     )
 
 

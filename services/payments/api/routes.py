@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -30,7 +30,7 @@ from shared.contracts.payments import MethodDetails
 from shared.errors import NotFound, ValidationFailed
 from shared.eventstore.store import AppendContext, retry_on_conflict
 from shared.money import Money
-from shared.web.deps import Requires, db_session, run_command, runtime_of
+from shared.web.deps import Action, Requires, db_session, run_command, runtime_of
 from shared.web.pagination import MAX_PAGE_SIZE, document_page
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -126,9 +126,6 @@ def _requests(bodies: list[AllocationBody]) -> list[AllocationRequest]:
         )
         for b in bodies
     ]
-
-
-Action = Callable[[AsyncSession, AppendContext], Awaitable[Any]]
 
 
 # ---- payments ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from services.payments.domain.matching import (
     normalize_alias,
 )
 from services.payments.domain.payment import AllocationRequest
+from shared.db import json_column
 from shared.errors import NotFound, StateConflict, ValidationFailed
 from shared.eventstore.store import AppendContext
 from shared.money import Money
@@ -278,7 +279,7 @@ async def decide_proposal(
 
 def proposal_requests(row: Any) -> list[AllocationRequest]:
     """The proposal's allocations as requests, re-checked against today's open amounts."""
-    raw = row.allocations if isinstance(row.allocations, list) else json.loads(row.allocations)
+    raw = json_column(row.allocations)
     return [
         AllocationRequest(
             invoice_id=uuid.UUID(a["invoice_id"]),

@@ -32,7 +32,7 @@ from services.payments.adapters.statements import ParsedLine, ParsedStatement
 from services.payments.application import matching
 from services.payments.application import payments as payment_app
 from services.payments.domain import payment as payments
-from services.payments.domain.matching import Match, MatchingPolicy, Remittance, find_matches
+from services.payments.domain.matching import MatchingPolicy, Remittance, find_matches
 from services.payments.domain.payment import AllocationRequest
 from services.payments.domain.webhook import mask_card_numbers
 from shared.contracts.payments import (
@@ -42,6 +42,7 @@ from shared.contracts.payments import (
     StatementLineIgnored,
     StatementLineMatched,
 )
+from shared.db import json_column
 from shared.errors import NotFound, StateConflict, ValidationFailed
 from shared.events.registry import EventPayload, build_event, registry
 from shared.eventstore.store import AppendContext
@@ -149,7 +150,7 @@ async def import_statement(
             f"""INSERT INTO {SCHEMA}.statements (tenant_id, statement_id, document)
                 VALUES (:t, :s, CAST(:d AS jsonb))"""
         ),
-        {"t": ctx.tenant_id, "s": statement_id, "d": _json(summary)},
+        {"t": ctx.tenant_id, "s": statement_id, "d": json.dumps(summary)},
     )
     return summary
 
@@ -163,10 +164,6 @@ def _masked(line: ParsedLine) -> ParsedLine:
         if line.counterparty_name
         else None,
     )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value)
 
 
 async def _known_fingerprints(
@@ -270,7 +267,14 @@ async def match_line(
     best = matches[0] if matches else None
     if best is not None and policy.auto_applies(best):
         await _pay_from_line(
-            session, ctx, row, best.customer_id, _requests(best), best.rule, best.confidence, "auto"
+            session,
+            ctx,
+            row,
+            best.customer_id,
+            matching.requests_for(best),
+            best.rule,
+            best.confidence,
+            "auto",
         )
         await matching.record_outcome(
             session, ctx.tenant_id, line_id, "statement_line", "auto_applied", best, today
@@ -282,10 +286,6 @@ async def match_line(
     )
     await matching.replace_proposals(session, ctx.tenant_id, matches, line_id=line_id)
     return outcome
-
-
-def _requests(match: Match) -> list[AllocationRequest]:
-    return matching.requests_for(match)
 
 
 async def _recorded_payments_for(
@@ -582,5 +582,5 @@ def proposal_row_view(r: Any) -> dict[str, Any]:
         "rule": r.rule,
         "confidence": str(r.confidence),
         "explanation": r.explanation,
-        "allocations": r.allocations,
+        "allocations": json_column(r.allocations),
     }

@@ -33,6 +33,7 @@ from shared.events.registry import EventPayload
 from shared.migrations import upgrade
 from shared.money import Money
 from shared.settings import AuthSettings
+from shared.testing import envelope_of
 
 SCOPES = ("payments:read", "payments:write")
 TODAY = datetime.now(UTC).date()
@@ -48,20 +49,7 @@ def money(minor: int, currency: str = "EUR") -> dict[str, Any]:
 
 
 def envelope(tenant: str, event: EventPayload, customer: str, stream: str) -> EventEnvelope:
-    now = datetime.now(UTC)
-    return EventEnvelope(
-        event_id=uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        stream_id=stream,
-        stream_version=1,
-        occurred_at=now,
-        recorded_at=now,
-        tenant_id=tenant,
-        customer_id=customer,
-        actor="system:test",
-        payload=event.model_dump(mode="json"),
-    )
+    return envelope_of(tenant, event, stream_id=stream, customer_id=customer)
 
 
 @pytest.fixture(scope="session")
