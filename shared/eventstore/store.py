@@ -184,6 +184,20 @@ class EventStore:
         )
         return [_row_to_envelope(r) for r in rows]
 
+    async def stream_version(
+        self, session: AsyncSession | AsyncConnection, stream_id: str, *, tenant_id: str
+    ) -> int:
+        """The stream's current version (0 if empty): what to append after, without reading
+        every event (a statement or policy stream is appended to one event at a time)."""
+        version = await session.scalar(
+            text(
+                f"""SELECT COALESCE(max(stream_version), 0) FROM {self.schema}.events
+                    WHERE stream_id = :stream_id AND tenant_id = :tenant_id"""
+            ),
+            {"stream_id": stream_id, "tenant_id": tenant_id},
+        )
+        return int(version or 0)
+
     async def read_all(
         self,
         session: AsyncSession | AsyncConnection,

@@ -48,6 +48,8 @@ async def test_append_then_read_back_in_order(
             e.stream_version
             for e in await store.read_stream(s, sid, tenant_id="acme", from_version=2, to_version=3)
         ] == [2, 3]
+        assert await store.stream_version(s, sid, tenant_id="acme") == 5
+        assert await store.stream_version(s, stream(), tenant_id="acme") == 0
 
 
 async def test_wrong_expected_version_is_a_typed_conflict(
@@ -118,6 +120,7 @@ async def test_streams_are_scoped_to_their_tenant(
     other = AppendContext(tenant_id="globex", actor="client:x")
     async with sessions() as s:
         assert await store.read_stream(s, sid, tenant_id="globex") == []
+        assert await store.stream_version(s, sid, tenant_id="globex") == 0
         assert [e for _, e in await store.read_all(s, Position.start(), tenant_id="globex")] == []
     async with sessions() as s, s.begin():
         with pytest.raises(NotFound):

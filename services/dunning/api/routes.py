@@ -132,10 +132,9 @@ async def define_policy(
 
 
 async def _policy_version(session: AsyncSession, tenant_id: str, scope: str) -> int:
-    envelopes = await cases.store.read_stream(
+    return await cases.store.stream_version(
         session, _policy_stream(tenant_id, scope), tenant_id=tenant_id
     )
-    return len(envelopes)
 
 
 @router.get("/policies")

@@ -316,10 +316,9 @@ async def _recorded_payments_for(
 
 
 async def _statement_version(session: AsyncSession, tenant_id: str, statement_id: uuid.UUID) -> int:
-    envelopes = await payment_app.store.read_stream(
+    return await payment_app.store.stream_version(
         session, statement_stream(statement_id), tenant_id=tenant_id
     )
-    return len(envelopes)
 
 
 async def _append_line_event(
