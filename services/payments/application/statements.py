@@ -32,9 +32,9 @@ from services.payments.adapters.statements import ParsedLine, ParsedStatement
 from services.payments.application import matching
 from services.payments.application import payments as payment_app
 from services.payments.domain import payment as payments
+from services.payments.domain.cards import mask_card_numbers
 from services.payments.domain.matching import MatchingPolicy, Remittance, find_matches
 from services.payments.domain.payment import AllocationRequest
-from services.payments.domain.webhook import mask_card_numbers
 from shared.contracts.payments import (
     BankStatementImported,
     MethodDetails,

@@ -22,7 +22,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from services.payments.domain.webhook import has_card_number
+from services.payments.domain.cards import has_card_number
 from shared.contracts.invoice import PaymentMethod
 from shared.contracts.payments import (
     MethodDetails,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.payments.domain.cards import mask_card_numbers
 from services.payments.domain.webhook import (
     MAX_HEADER_LENGTH,
     GatewayChargeback,
@@ -22,7 +23,6 @@ from services.payments.domain.webhook import (
     SignatureError,
     WebhookEvent,
     interpret,
-    mask_card_numbers,
     parse_event,
     sign,
     verify_signature,
