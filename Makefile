@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pytest's own selection; `make test` runs everything but the slow chaos/load tests.
 PYTEST_ARGS ?=
 
-.PHONY: help install infra infra-down migrate topics run test test-all lint fmt bench clean
+.PHONY: help install infra infra-down browser migrate topics run test test-all lint fmt bench clean
 
 help:
 	@echo "make run       install, start Postgres + Kafka + the five services, print their URLs"
@@ -44,10 +44,14 @@ topics: install infra
 run: install infra migrate topics
 	source deploy/env.sh && $(BIN)/ar services run
 
-test: install infra migrate topics
+# Headless Chromium (Debian's package) for the reporting dashboard's browser test.
+browser:
+	@command -v chromium >/dev/null || bash -c 'source deploy/env.sh && ll_apt_install chromium'
+
+test: install infra browser migrate topics
 	source deploy/env.sh && $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: install infra migrate topics
+test-all: install infra browser migrate topics
 	source deploy/env.sh && $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

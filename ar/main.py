@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import typer
@@ -27,10 +29,12 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 auth_app = typer.Typer(help="Development tokens.", no_args_is_help=True)
 services_app = typer.Typer(help="Run and check the five services.", no_args_is_help=True)
+projections_app = typer.Typer(help="The reporting projections.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(auth_app, name="auth")
 app.add_typer(services_app, name="services")
+app.add_typer(projections_app, name="projections")
 console = Console(stderr=True)
 
 
@@ -192,6 +196,70 @@ def services_check(
         console.print(f"{name}: {problems.get(name, 'ready')}")
     if problems:
         raise typer.Exit(1)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    verify_only: bool = typer.Option(
+        False, "--verify-only", help="Rebuild and compare with the live tables; do not swap."
+    ),
+    batch_size: int = typer.Option(2000, min=1, max=50_000, help="Events per transaction."),
+) -> None:
+    """Replay every reporting topic from offset 0 into shadow tables, then swap them in
+    atomically (live reads keep working). Prints the checksums of both sides."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from services.reporting.application.rebuild import Rebuild, RebuildError
+    from services.reporting.consumers import TOPICS
+    from shared.db import make_engine
+
+    settings = service_settings("reporting")
+
+    async def rebuild(report: Callable[[int, int], None]) -> Any:
+        engine = make_engine(settings.dsn(), pool_size=2, application_name="ar-projections")
+        try:
+            job = Rebuild(
+                engine,
+                settings.kafka,
+                settings.schema_name,
+                TOPICS,
+                batch_size=batch_size,
+                progress=report,
+            )
+            return await job.run(swap=not verify_only)
+        finally:
+            await engine.dispose()
+
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("replaying events", total=None)
+        try:
+            result = asyncio.run(
+                rebuild(lambda done, total: bar.update(task, completed=done, total=total))
+            )
+        except RebuildError as exc:
+            console.print(f"[red]rebuild failed:[/] {exc}")
+            raise typer.Exit(1) from None
+    table = Table(title="Reporting projections")
+    for column in ("table", "live", "rebuilt"):
+        table.add_column(column)
+    for name, rebuilt in result.rebuilt_checksums.items():
+        table.add_row(name, result.live_checksums.get(name, "-"), rebuilt)
+    Console().print(table)
+    console.print(
+        f"{result.records} events read, {result.applied} applied, "
+        f"{result.undecodable} undecodable, {result.failed} failed, {result.seconds:.1f}s"
+    )
+    if result.differences:
+        verb = "replaced" if result.swapped else "would be replaced"
+        console.print(
+            f"[yellow]live tables differed from the events[/] ({verb}): {result.differences}"
+        )
+    console.print(
+        "[green]swapped in[/]" if result.swapped else "verify only: live tables unchanged"
+    )
+    if verify_only and result.differences:
+        raise typer.Exit(3)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,29 @@ async def eventually(
             return body
         await asyncio.sleep(0.2)
     raise AssertionError(f"{path} not ready within {timeout}s: {body}")
+
+
+ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+
+
+async def onboard(
+    invoices: httpx.AsyncClient, credit: httpx.AsyncClient, limit: int, customer_id: str = "c-1"
+) -> None:
+    """Register a customer (net 30, EUR) in the invoice service and give it a credit limit."""
+    r = await invoices.post(
+        "/v1/customers",
+        json={
+            "customer_id": customer_id,
+            "name": "Acme",
+            "email": "ap@acme.example",
+            "currency": "EUR",
+            "billing_address": ADDRESS,
+            "default_terms": {"kind": "net", "net_days": 30},
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await credit.put(
+        f"/v1/customers/{customer_id}/credit-limit",
+        json={"limit": {"amount": limit, "currency": "EUR"}, "reason": "onboarding"},
+    )
+    assert r.status_code == 200, r.text

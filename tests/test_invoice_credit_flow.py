@@ -19,12 +19,11 @@ from services.invoice.config import InvoiceSettings
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
-from tests.helpers import eventually
+from tests.helpers import eventually, onboard
 
 pytestmark = pytest.mark.integration
 
 SCOPES = ("invoices:read", "invoices:write", "credit:read", "credit:write")
-ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
 LINES = [
     {
         "description": "Consulting",
@@ -59,23 +58,7 @@ async def test_issuing_checks_credit_and_exposure_follows_the_invoice_stream() -
                 transport=httpx.ASGITransport(app=credit), base_url="http://credit", headers=headers
             ) as cred,
         ):
-            r = await inv.post(
-                "/v1/customers",
-                json={
-                    "customer_id": "c-1",
-                    "name": "Acme",
-                    "email": "ap@acme.example",
-                    "currency": "EUR",
-                    "billing_address": ADDRESS,
-                    "default_terms": {"kind": "net", "net_days": 30},
-                },
-            )
-            assert r.status_code == 201, r.text
-            limit = await cred.put(
-                "/v1/customers/c-1/credit-limit",
-                json={"limit": {"amount": 200_000, "currency": "EUR"}, "reason": "onboarding"},
-            )
-            assert limit.status_code == 200, limit.text
+            await onboard(inv, cred, 200_000)
 
             async def draft_and_issue() -> httpx.Response:
                 d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": LINES})

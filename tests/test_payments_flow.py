@@ -25,7 +25,7 @@ from services.payments.config import PaymentsSettings
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
-from tests.helpers import eventually
+from tests.helpers import eventually, onboard
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,6 @@ SCOPES = (
     "payments:read",
     "payments:write",
 )
-ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
 
 
 def lines(unit_price: int) -> list[dict[str, Any]]:
@@ -68,23 +67,7 @@ async def test_payment_applied_across_services_and_a_rejected_allocation_comes_b
             client(credit, "http://credit") as cred,
             client(payments, "http://payments") as pay,
         ):
-            r = await inv.post(
-                "/v1/customers",
-                json={
-                    "customer_id": "c-1",
-                    "name": "Acme",
-                    "email": "ap@acme.example",
-                    "currency": "EUR",
-                    "billing_address": ADDRESS,
-                    "default_terms": {"kind": "net", "net_days": 30},
-                },
-            )
-            assert r.status_code == 201, r.text
-            limit = await cred.put(
-                "/v1/customers/c-1/credit-limit",
-                json={"limit": {"amount": 1_000_000, "currency": "EUR"}, "reason": "onboarding"},
-            )
-            assert limit.status_code == 200, limit.text
+            await onboard(inv, cred, 1_000_000)
 
             async def issue(unit_price: int) -> dict[str, Any]:
                 d = await inv.post(

@@ -2,13 +2,19 @@
 
 from fastapi import FastAPI
 
+from services.reporting.api.routes import pages, router
 from services.reporting.config import ReportingSettings
+from services.reporting.consumers import consumers
 from shared.web.app import create_service_app
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
+    settings = settings or ReportingSettings()
     return create_service_app(
-        settings or ReportingSettings(),
+        settings,
         title="Ledgerline reporting service",
-        description="Projections for aging, DSO, ADP, CEI, payment behaviour, cash forecast; BI tables.",
+        description="Aging as of any date, DSO, ADP, CEI, payment behaviour, cash forecast; "
+        "BI tables and a dashboard.",
+        routers=[router, pages],
+        consumers=consumers(settings.schema_name),
     )

@@ -1,0 +1,1 @@
+"""Pure reporting calculations: no I/O."""

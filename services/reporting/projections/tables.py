@@ -1,0 +1,88 @@
+"""Where the projection tables live. A rebuild writes the same tables under a suffix (shadow
+tables) and swaps them in, so every writer and reader names tables through `Tables`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.db import checked_schema
+
+# The tables a rebuild replaces, all written only by the projector. tenant_settings and fx_rates
+# are configuration, not projections: they are not in this list and survive a rebuild.
+PROJECTION_TABLES = (
+    "customers",
+    "invoices",
+    "obligations",
+    "settlements",
+    "disputes",
+    "payments",
+    "allocations",
+    "payment_returns",
+)
+LIVE_PROJECTION = "reporting"
+SHADOW_SUFFIX = "_rebuild"
+
+
+@dataclass(frozen=True)
+class Tables:
+    schema: str
+    suffix: str = ""
+
+    def __post_init__(self) -> None:
+        checked_schema(self.schema)
+        if self.suffix not in ("", SHADOW_SUFFIX):
+            raise ValueError(f"unexpected table suffix {self.suffix!r}")
+
+    def table(self, name: str) -> str:
+        if name not in PROJECTION_TABLES:
+            raise ValueError(f"not a projection table: {name!r}")
+        return f"{self.schema}.{name}{self.suffix}"
+
+    @property
+    def customers(self) -> str:
+        return self.table("customers")
+
+    @property
+    def invoices(self) -> str:
+        return self.table("invoices")
+
+    @property
+    def obligations(self) -> str:
+        return self.table("obligations")
+
+    @property
+    def settlements(self) -> str:
+        return self.table("settlements")
+
+    @property
+    def disputes(self) -> str:
+        return self.table("disputes")
+
+    @property
+    def payments(self) -> str:
+        return self.table("payments")
+
+    @property
+    def allocations(self) -> str:
+        return self.table("allocations")
+
+    @property
+    def payment_returns(self) -> str:
+        return self.table("payment_returns")
+
+    @property
+    def projection(self) -> str:
+        """The name its checkpoints are kept under."""
+        return LIVE_PROJECTION + self.suffix
+
+    @property
+    def settings(self) -> str:
+        return f"{self.schema}.tenant_settings"
+
+    @property
+    def fx_rates(self) -> str:
+        return f"{self.schema}.fx_rates"
+
+    @classmethod
+    def shadow(cls, schema: str) -> Tables:
+        return cls(schema, SHADOW_SUFFIX)
