@@ -31,6 +31,7 @@ from shared.events.registry import build_event, registry
 from shared.eventstore.store import AppendContext
 from shared.money import Money
 from shared.web.deps import Action, Requires, db_session, run_command
+from shared.web.spreadsheet import safe_cell
 
 router = APIRouter(prefix="/v1", tags=["dunning"])
 Reader = Annotated[Principal, Depends(Requires("dunning:read"))]
@@ -575,9 +576,9 @@ async def export_escalation(
         writer.writerow(
             [
                 esc.customer_id,
-                _safe_cell(customer.name if customer else ""),
+                safe_cell(customer.name if customer else ""),
                 customer.email if customer else "",
-                _safe_cell(i.number),
+                safe_cell(i.number),
                 i.issue_date,
                 i.due_date,
                 (esc.escalated_on - i.due_date).days,
@@ -592,9 +593,3 @@ async def export_escalation(
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="escalation-{escalation_id}.csv"'},
     )
-
-
-def _safe_cell(value: str | None) -> str:
-    """Spreadsheet formula injection: a cell starting with = + - @ is read as a formula."""
-    text_value = value or ""
-    return "'" + text_value if text_value[:1] in ("=", "+", "-", "@") else text_value

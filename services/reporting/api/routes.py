@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from shared.auth import Principal
 from shared.errors import ValidationFailed
 from shared.money import Money, currency_exponent
 from shared.web.deps import Requires, db_session, runtime_of
+from shared.web.spreadsheet import safe_cell
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
 pages = APIRouter(tags=["dashboard"])
@@ -32,6 +34,7 @@ Admin = Annotated[Principal, Depends(Requires("reporting:admin"))]
 Session = Annotated[AsyncSession, Depends(db_session)]
 Format = Literal["json", "csv"]
 _DASHBOARD = Path(__file__).parent / "static" / "dashboard.html"
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
 def _known_currency(code: str) -> str:
@@ -85,6 +88,15 @@ def _major(amount: int, currency: str | None) -> str:
     return str(Money.of_minor(amount, currency).to_decimal())
 
 
+def _cell(value: Any) -> Any:
+    """Text is neutralised against formula injection; numbers (also "-1.50") stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and not _NUMBER.match(value):
+        return safe_cell(value)
+    return value
+
+
 def csv_response(
     name: str, columns: list[str], rows: list[dict[str, Any]], money: set[str]
 ) -> Response:
@@ -96,7 +108,7 @@ def csv_response(
             [
                 _major(row[c], row.get("currency"))
                 if c in money and row.get(c) is not None
-                else ("" if row.get(c) is None else row[c])
+                else _cell(row.get(c))
                 for c in columns
             ]
         )

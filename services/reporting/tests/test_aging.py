@@ -253,6 +253,14 @@ async def test_csv_export_in_major_units(
     )
     assert lines[1] == 'c1,"Acme, ""the"" Ltd",EUR,0.00,1234.56,0.00,0.00,0.00,0.00,1234.56,1234.56'
     assert lines[2] == "TOTAL,,EUR,0.00,1234.56,0.00,0.00,0.00,0.00,1234.56,1234.56"
+    await ledger.deliver(ledger.customer_event("c1", '=HYPERLINK("http://x")'))
+    r = await api.get(
+        "/v1/reports/aging",
+        params={"as_of": "2026-02-15", "format": "csv"},
+        headers=auth(tenant),
+    )
+    # a name that a spreadsheet would run as a formula is kept as text
+    assert r.text.splitlines()[1].startswith('c1,"\'=HYPERLINK(""http://x"")",EUR,')
 
 
 async def test_tenants_scopes_and_bad_input(
