@@ -79,6 +79,21 @@ async def _conversion(
     return scope, converter
 
 
+async def _reporting_converter(
+    session: AsyncSession, t: Tables, tenant_id: str, on: date
+) -> Converter | None:
+    """To the tenant's reporting currency, if one is set (rates may still be missing)."""
+    target = await reads.reporting_currency(session, t, tenant_id)
+    return None if target is None else await reads.converter(session, t, tenant_id, target, on)
+
+
+def _by_customer(timings: Iterable[PaymentTiming]) -> dict[str, list[PaymentTiming]]:
+    grouped: dict[str, list[PaymentTiming]] = defaultdict(list)
+    for timing in timings:
+        grouped[timing.customer_id].append(timing)
+    return grouped
+
+
 def _converted(activity: dict[str, list[DailyActivity]], conv: Converter) -> list[DailyActivity]:
     fields = [f.name for f in dataclasses.fields(DailyActivity) if f.name != "day"]
     return [
@@ -166,10 +181,9 @@ async def aging(
     positions = await reads.positions(session, t, scope, as_of)
     result = age(positions, as_of, basis, buckets)
     names = await reads.customer_names(session, t, scope.tenant_id)
-    target = await reads.reporting_currency(session, t, scope.tenant_id)
+    conv = await _reporting_converter(session, t, scope.tenant_id, as_of)
     reporting_total = None
-    if target is not None and result.totals:
-        conv = await reads.converter(session, t, scope.tenant_id, target, as_of)
+    if conv is not None and result.totals:
         reporting_total = _converted_line(result.totals.values(), conv, buckets)
     customers = [
         {"customer_id": customer, "customer_name": names.get(customer), **_line(line, buckets)}
@@ -179,7 +193,7 @@ async def aging(
         "as_of": as_of.isoformat(),
         "basis": basis.value,
         "buckets": [dataclasses.asdict(b) for b in buckets],
-        "reporting_currency": target,
+        "reporting_currency": conv.target if conv is not None else None,
         "customers": customers,
         "totals": [_line(line, buckets) for _, line in sorted(result.totals.items())],
         "reporting_total": reporting_total,
@@ -218,12 +232,7 @@ async def top_overdue(
     buckets = buckets_for(basis)
     result = age(await reads.positions(session, t, scope, as_of), as_of, basis, buckets)
     names = await reads.customer_names(session, t, scope.tenant_id)
-    target = await reads.reporting_currency(session, t, scope.tenant_id)
-    conv = (
-        await reads.converter(session, t, scope.tenant_id, target, as_of)
-        if target is not None
-        else None
-    )
+    conv = await _reporting_converter(session, t, scope.tenant_id, as_of)
     rows: list[dict[str, Any]] = []
     for (customer, currency), line in result.by_customer.items():
         if line.overdue <= 0:
@@ -396,21 +405,14 @@ async def behaviour(
     timings = await reads.payment_timings(session, t, scope, history_start, as_of)
     records = await reads.customer_records(session, t, scope, as_of)
     names = await reads.customer_names(session, t, scope.tenant_id)
-    target = await reads.reporting_currency(session, t, scope.tenant_id)
-    conv = (
-        await reads.converter(session, t, scope.tenant_id, target, as_of)
-        if target is not None
-        else None
-    )
+    conv = await _reporting_converter(session, t, scope.tenant_id, as_of)
     positions = await reads.positions(session, t, scope, as_of)
     open_by_customer: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     for (customer, currency), line in age(
         positions, as_of, Basis.DUE_DATE, buckets_for(Basis.DUE_DATE)
     ).by_customer.items():
         open_by_customer[customer][currency] = {"total": line.total, "overdue": line.overdue}
-    by_customer: dict[str, list[PaymentTiming]] = defaultdict(list)
-    for timing in timings:
-        by_customer[timing.customer_id].append(timing)
+    by_customer = _by_customer(timings)
     customers = []
     for customer in sorted(set(records) | set(by_customer) | set(open_by_customer)):
         record = records.get(customer, reads.CustomerRecord())
@@ -462,9 +464,7 @@ async def forecast(
         return {"as_of": as_of.isoformat(), "currency": None, "weeks": [], "later": 0}
     positions: list[InvoicePosition] = await reads.positions(session, t, scope, as_of)
     timings = await reads.payment_timings(session, t, scope, as_of - timedelta(days=365), as_of)
-    by_customer: dict[str, list[PaymentTiming]] = defaultdict(list)
-    for timing in timings:
-        by_customer[timing.customer_id].append(timing)
+    by_customer = _by_customer(timings)
     days_late = {
         customer: value
         for customer, items in by_customer.items()
