@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_sessionmaker
-from shared.eventstore.schema import kernel_ddl
+from shared.eventstore.schema import audit_ddl, kernel_ddl
 from shared.messaging.kafka import ensure_topics
 from shared.settings import KafkaSettings
 
@@ -63,7 +63,7 @@ async def scratch_schema(admin_engine: AsyncEngine) -> AsyncIterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     async with admin_engine.begin() as conn:
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        for statement in kernel_ddl(schema):
+        for statement in kernel_ddl(schema) + audit_ddl(schema):
             await conn.execute(text(statement))
     yield schema
     async with admin_engine.begin() as conn:

@@ -1,9 +1,9 @@
-"""`ar` command line: database migrations, Kafka topics, dev tokens, running the services."""
+"""`ar` command line: migrations, Kafka topics, dev tokens, running the services, projections;
+events, audit and dlq live in their own modules."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import subprocess
@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ar import audit, dlq, events
+from ar.common import console, selected, service_settings
 from services import SERVICE_PORTS
 from shared.auth import mint_token
 from shared.messaging.kafka import ensure_topics
 from shared.migrations import upgrade
-from shared.settings import ServiceSettings
 from shared.topics import all_event_topics
 
 app = typer.Typer(help="Ledgerline operations.", no_args_is_help=True)
@@ -35,19 +36,9 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(auth_app, name="auth")
 app.add_typer(services_app, name="services")
 app.add_typer(projections_app, name="projections")
-console = Console(stderr=True)
-
-
-def service_settings(name: str) -> ServiceSettings:
-    if name not in SERVICE_PORTS:
-        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICE_PORTS)}")
-    module = importlib.import_module(f"services.{name}.config")
-    settings: ServiceSettings = getattr(module, f"{name.capitalize()}Settings")()
-    return settings
-
-
-def _selected(service: list[str] | None) -> list[str]:
-    return service or list(SERVICE_PORTS)
+app.add_typer(events.app, name="events")
+app.add_typer(audit.app, name="audit")
+app.add_typer(dlq.app, name="dlq")
 
 
 @db_app.command("migrate")
@@ -55,7 +46,7 @@ def db_migrate(
     service: list[str] = typer.Option(None, "--service", "-s", help="Only these services."),
 ) -> None:
     """Upgrade each service's schema to the latest revision, as the service's own role."""
-    for name in _selected(service):
+    for name in selected(service):
         settings = service_settings(name)
         asyncio.run(upgrade(name, settings.dsn()))
         console.print(f"[green]migrated[/] {name}")
@@ -109,7 +100,7 @@ def services_run(
     detach: bool = typer.Option(False, help="Start, wait until ready, then return."),
 ) -> None:
     """Start the services with uvicorn, wait until ready, print their URLs; Ctrl-C stops them."""
-    names = _selected(service)
+    names = selected(service)
     log_dir = os.environ.get("LEDGERLINE_STATE_DIR", "/var/tmp/ledgerline") + "/logs"  # noqa: S108
     os.makedirs(log_dir, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -191,8 +182,8 @@ def services_check(
     timeout: float = typer.Option(5.0),
 ) -> None:
     """Exit 0 when every selected service's /readyz answers 200."""
-    problems = _wait_ready(_selected(service), timeout)
-    for name in _selected(service):
+    problems = _wait_ready(selected(service), timeout)
+    for name in selected(service):
         console.print(f"{name}: {problems.get(name, 'ready')}")
     if problems:
         raise typer.Exit(1)

@@ -31,6 +31,7 @@ from shared.db import checked_schema
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import AppendContext
 from shared.messaging.kafka import Headers, header
+from shared.metrics import observe_applied
 from shared.topics import dlq_topic
 from shared.tracing import context_from_traceparent, current_traceparent, tracer
 
@@ -65,6 +66,15 @@ def caused_by(envelope: EventEnvelope, actor: str, customer_id: str | None = Non
 
 class PoisonMessage(Exception):
     """The message can never be processed (unparseable); it goes to the DLQ at once."""
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> EventEnvelope:
+    if record.value is None:
+        raise PoisonMessage("empty message value")
+    try:
+        return EventEnvelope.from_json_bytes(record.value)
+    except Exception as exc:
+        raise PoisonMessage(f"not a valid event envelope: {exc}") from exc
 
 
 @dataclass
@@ -122,6 +132,18 @@ class ConsumerRuntime:
                 VALUES (:group, :event_id, 'processed', :topic, :partition, :offset)
                 ON CONFLICT (consumer_group, event_id) DO NOTHING
                 RETURNING event_id"""
+        )
+        # The register of what this group gave up on (shared/audit/dlq.py works from it). A
+        # batch retried after an infrastructure failure may dead-letter the same message twice;
+        # the origin coordinates keep one register row, pointing at the first DLQ copy.
+        self._register_sql = text(
+            f"""INSERT INTO {s}.dead_letters (consumer_group, topic, kafka_partition,
+                    kafka_offset, event_id, event_type, tenant_id, dlq_topic, dlq_partition,
+                    dlq_offset, error_type, error_message, attempts)
+                VALUES (:group, :topic, :partition, :offset, :event_id, :event_type, :tenant_id,
+                    :dlq_topic, :dlq_partition, :dlq_offset, :error_type, :error_message,
+                    :attempts)
+                ON CONFLICT DO NOTHING"""
         )
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -197,10 +219,11 @@ class ConsumerRuntime:
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction, then commit offsets. Public for tests."""
+        applied: list[datetime] = []  # when each applied event was recorded at its source
         try:
             async with self.sessions() as session, session.begin():
                 for record in records:
-                    await self._process_one(session, record)
+                    await self._process_one(session, record, applied)
         except _InfrastructureFailure:
             raise
         except Exception as exc:
@@ -221,49 +244,55 @@ class ConsumerRuntime:
                 exc,
             )
         self.stats.batches += 1
+        observe_applied(self.group_id, applied)  # now visible to readers of this service
 
     async def _process_one(
-        self, session: AsyncSession, record: ConsumerRecord[bytes, bytes]
+        self,
+        session: AsyncSession,
+        record: ConsumerRecord[bytes, bytes],
+        applied: list[datetime],
     ) -> None:
         ctx = MessageContext(record.topic, record.partition, record.offset, self.group_id)
         try:
-            envelope = self._decode(record)
+            envelope = decode_record(record)
         except PoisonMessage as exc:
             await self._dead_letter(session, record, None, exc, attempts=1)
             return
         last_error: BaseException | None = None
         for attempt in range(1, self.max_retries + 2):
             try:
-                async with session.begin_nested():
-                    claimed = (
-                        await session.execute(
-                            self._claim_sql,
-                            {
-                                "group": self.group_id,
-                                "event_id": envelope.event_id,
-                                "topic": record.topic,
-                                "partition": record.partition,
-                                "offset": record.offset,
-                            },
-                        )
-                    ).first()
-                    if claimed is None:
-                        self.stats.duplicates += 1
-                        return
-                    with _tracer.start_as_current_span(
-                        f"consume {record.topic}",
-                        context=context_from_traceparent(header(record.headers, "traceparent")),
-                        kind=trace.SpanKind.CONSUMER,
-                        attributes={
-                            "messaging.system": "kafka",
-                            "messaging.consumer.group.name": self.group_id,
-                            "messaging.destination.name": record.topic,
-                            "ledgerline.event_id": str(envelope.event_id),
-                            "ledgerline.event_type": envelope.event_type,
-                        },
-                    ):
+                with _tracer.start_as_current_span(
+                    f"consume {record.topic}",
+                    context=context_from_traceparent(header(record.headers, "traceparent")),
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.destination.name": record.topic,
+                        "ledgerline.event_id": str(envelope.event_id),
+                        "ledgerline.event_type": envelope.event_type,
+                    },
+                ) as span:
+                    async with session.begin_nested():
+                        claimed = (
+                            await session.execute(
+                                self._claim_sql,
+                                {
+                                    "group": self.group_id,
+                                    "event_id": envelope.event_id,
+                                    "topic": record.topic,
+                                    "partition": record.partition,
+                                    "offset": record.offset,
+                                },
+                            )
+                        ).first()
+                        if claimed is None:
+                            span.set_attribute("ledgerline.duplicate", True)
+                            self.stats.duplicates += 1
+                            return
                         await self.handler(session, envelope, ctx)
                 self.stats.processed += 1
+                applied.append(envelope.recorded_at)
                 return
             except Exception as exc:
                 if _is_infrastructure_error(exc):
@@ -285,14 +314,6 @@ class ConsumerRuntime:
         await self._dead_letter(
             session, record, envelope, last_error, attempts=self.max_retries + 1
         )
-
-    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> EventEnvelope:
-        if record.value is None:
-            raise PoisonMessage("empty message value")
-        try:
-            return EventEnvelope.from_json_bytes(record.value)
-        except Exception as exc:
-            raise PoisonMessage(f"not a valid event envelope: {exc}") from exc
 
     async def _dead_letter(
         self,
@@ -316,11 +337,33 @@ class ConsumerRuntime:
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
         try:
-            await self.producer.send_and_wait(
+            copy = await self.producer.send_and_wait(
                 dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
             )
         except Exception as exc:
             raise _InfrastructureFailure(f"DLQ publish failed: {exc}") from exc
+        await session.execute(
+            self._register_sql,
+            {
+                "group": self.group_id,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "event_id": envelope.event_id if envelope else None,
+                "event_type": envelope.event_type
+                if envelope
+                else header(record.headers, "event_type"),
+                "tenant_id": envelope.tenant_id
+                if envelope
+                else header(record.headers, "tenant_id"),
+                "dlq_topic": copy.topic,
+                "dlq_partition": copy.partition,
+                "dlq_offset": copy.offset,
+                "error_type": type(error).__name__,
+                "error_message": str(error)[:2000],
+                "attempts": attempts,
+            },
+        )
         if envelope is not None:
             await session.execute(
                 text(
@@ -348,48 +391,65 @@ class ConsumerRuntime:
             error,
         )
 
-    # ---- DLQ re-drive ------------------------------------------------------------------------
 
-    async def redrive(self, record: ConsumerRecord[bytes, bytes]) -> str:
-        """Re-apply one DLQ message. Idempotent: an event already processed is left alone.
+async def apply_redriven(
+    session: AsyncSession,
+    schema: str,
+    group: str,
+    handler: Handler,
+    record: ConsumerRecord[bytes, bytes],
+) -> str:
+    """Re-apply one DLQ message inside the caller's transaction, as the group would have.
 
-        Returns 'processed', 'already_processed' or raises the handler's error again.
-        """
-        envelope = self._decode(record)
-        origin_topic = header(record.headers, "dlq.origin.topic") or record.topic
-        origin_partition = int(header(record.headers, "dlq.origin.partition") or record.partition)
-        origin_offset = int(header(record.headers, "dlq.origin.offset") or record.offset)
-        ctx = MessageContext(origin_topic, origin_partition, origin_offset, self.group_id, True)
-        async with self.sessions() as session, session.begin():
-            row = (
-                await session.execute(
-                    text(
-                        f"""SELECT outcome FROM {self.schema}.inbox
-                            WHERE consumer_group = :group AND event_id = :event_id FOR UPDATE"""
-                    ),
-                    {"group": self.group_id, "event_id": envelope.event_id},
-                )
-            ).first()
-            if row is not None and row.outcome == "processed":
-                return "already_processed"
-            await self.handler(session, envelope, ctx)
-            await session.execute(
-                text(
-                    f"""INSERT INTO {self.schema}.inbox
-                            (consumer_group, event_id, outcome, topic, kafka_partition, kafka_offset)
-                        VALUES (:group, :event_id, 'processed', :topic, :partition, :offset)
-                        ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'processed',
-                            processed_at = now()"""
-                ),
-                {
-                    "group": self.group_id,
-                    "event_id": envelope.event_id,
-                    "topic": origin_topic,
-                    "partition": origin_partition,
-                    "offset": origin_offset,
-                },
-            )
-        return "processed"
+    Idempotent: an event the group has processed since is left alone. Returns 'processed' or
+    'already_processed'; raises PoisonMessage for an undecodable message and the handler's error
+    when it still fails (the caller's transaction then rolls back).
+    """
+    s = checked_schema(schema)
+    envelope = decode_record(record)
+    origin_topic = header(record.headers, "dlq.origin.topic") or record.topic
+    origin_partition = int(header(record.headers, "dlq.origin.partition") or record.partition)
+    origin_offset = int(header(record.headers, "dlq.origin.offset") or record.offset)
+    row = (
+        await session.execute(
+            text(
+                f"""SELECT outcome FROM {s}.inbox
+                    WHERE consumer_group = :group AND event_id = :event_id FOR UPDATE"""
+            ),
+            {"group": group, "event_id": envelope.event_id},
+        )
+    ).first()
+    if row is not None and row.outcome == "processed":
+        return "already_processed"
+    ctx = MessageContext(origin_topic, origin_partition, origin_offset, group, redriven=True)
+    with _tracer.start_as_current_span(
+        f"redrive {origin_topic}",
+        context=context_from_traceparent(header(record.headers, "traceparent")),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.consumer.group.name": group,
+            "ledgerline.event_id": str(envelope.event_id),
+            "ledgerline.event_type": envelope.event_type,
+        },
+    ):
+        await handler(session, envelope, ctx)
+    await session.execute(
+        text(
+            f"""INSERT INTO {s}.inbox
+                    (consumer_group, event_id, outcome, topic, kafka_partition, kafka_offset)
+                VALUES (:group, :event_id, 'processed', :topic, :partition, :offset)
+                ON CONFLICT (consumer_group, event_id) DO UPDATE SET outcome = 'processed',
+                    processed_at = now()"""
+        ),
+        {
+            "group": group,
+            "event_id": envelope.event_id,
+            "topic": origin_topic,
+            "partition": origin_partition,
+            "offset": origin_offset,
+        },
+    )
+    return "processed"
 
 
 def dlq_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import checked_schema
-from shared.eventstore.schema import drop_kernel_ddl, kernel_ddl
+from shared.eventstore.schema import audit_ddl, drop_audit_ddl, drop_kernel_ddl, kernel_ddl
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
@@ -81,6 +81,16 @@ def apply_kernel(op: Any, schema: str) -> None:
 
 def drop_kernel(op: Any, schema: str) -> None:
     for statement in drop_kernel_ddl(schema):
+        op.execute(statement)
+
+
+def apply_audit(op: Any, schema: str) -> None:
+    for statement in audit_ddl(schema):
+        op.execute(statement)
+
+
+def drop_audit(op: Any, schema: str) -> None:
+    for statement in drop_audit_ddl(schema):
         op.execute(statement)
 
 

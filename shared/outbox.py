@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import EventStore, Position
 from shared.messaging.kafka import envelope_headers
+from shared.metrics import EVENTS_PUBLISHED
 from shared.topics import event_topic
 from shared.tracing import context_from_traceparent, current_traceparent, tracer
 
@@ -195,6 +196,7 @@ class OutboxRelay:
             },
         )
         await conn.commit()
+        EVENTS_PUBLISHED.labels(schema=self.store.schema).inc(len(batch))
         self.stats.published += len(batch)
         self.stats.batches += 1
         return len(batch)

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from shared.db import checked_schema, json_column
 from shared.errors import ConcurrencyConflict, NotFound
 from shared.events.envelope import EventEnvelope, NewEvent
+from shared.logs import correlation_id_var
+from shared.metrics import EVENTS_APPENDED
 
 T = TypeVar("T")
 
@@ -52,17 +54,28 @@ class AppendContext:
     causation_id: uuid.UUID | None = None
     traceparent: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every event names the request that caused it: the HTTP request's correlation id when
+        # there is one, else (a scheduled job, a sweeper) a new id for this unit of work.
+        if self.correlation_id is None:
+            current = correlation_id_var.get()
+            object.__setattr__(
+                self, "correlation_id", uuid.UUID(current) if current else uuid.uuid4()
+            )
+
     def for_customer(self, customer_id: str) -> AppendContext:
         """The same request's context, for events of one customer's stream (the Kafka key)."""
         return dataclasses.replace(self, customer_id=customer_id)
 
 
-_COLUMNS = """global_position, transaction_id::text AS transaction_id, event_id, stream_id,
+# The text form of the transaction id must not be named `transaction_id`: ORDER BY picks an output
+# column before a table column of the same name, and text order puts xid 100064 before 81744.
+EVENT_COLUMNS = """global_position, transaction_id::text AS xid, event_id, stream_id,
     stream_version, event_type, schema_version, tenant_id, customer_id, occurred_at, recorded_at,
     correlation_id, causation_id, actor, traceparent, payload"""
 
 
-def _row_to_envelope(row: Any) -> EventEnvelope:
+def row_to_envelope(row: Any) -> EventEnvelope:
     payload = json_column(row.payload)
     return EventEnvelope(
         event_id=row.event_id,
@@ -106,7 +119,7 @@ class EventStore:
                     CAST(:occurred AS timestamptz[]), CAST(:correlations AS uuid[]),
                     CAST(:causations AS uuid[]), CAST(:actors AS text[]),
                     CAST(:traceparents AS text[]), CAST(:payloads AS jsonb[]))
-                RETURNING {_COLUMNS}"""
+                RETURNING {EVENT_COLUMNS}"""
         )
 
     async def append(
@@ -155,7 +168,8 @@ class EventStore:
                     {"stream_id": stream_id, "expected_version": expected_version},
                 ) from None
             raise
-        return sorted((_row_to_envelope(r) for r in rows), key=lambda e: e.stream_version)
+        EVENTS_APPENDED.labels(schema=self.schema).inc(len(rows))
+        return sorted((row_to_envelope(r) for r in rows), key=lambda e: e.stream_version)
 
     async def read_stream(
         self,
@@ -169,7 +183,7 @@ class EventStore:
         """A stream's events in version order, only if they belong to the caller's tenant."""
         rows = await session.execute(
             text(
-                f"""SELECT {_COLUMNS} FROM {self.schema}.events
+                f"""SELECT {EVENT_COLUMNS} FROM {self.schema}.events
                     WHERE stream_id = :stream_id AND tenant_id = :tenant_id
                       AND stream_version >= :from_version
                       AND (CAST(:to_version AS int) IS NULL OR stream_version <= :to_version)
@@ -182,7 +196,7 @@ class EventStore:
                 "to_version": to_version,
             },
         )
-        return [_row_to_envelope(r) for r in rows]
+        return [row_to_envelope(r) for r in rows]
 
     async def stream_version(
         self, session: AsyncSession | AsyncConnection, stream_id: str, *, tenant_id: str
@@ -214,7 +228,7 @@ class EventStore:
         """
         rows = await session.execute(
             text(
-                f"""SELECT {_COLUMNS} FROM {self.schema}.events
+                f"""SELECT {EVENT_COLUMNS} FROM {self.schema}.events
                     WHERE (transaction_id, global_position) >
                           (CAST(CAST(:xid AS text) AS xid8), :pos)
                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -229,9 +243,7 @@ class EventStore:
                 "tenant_id": tenant_id,
             },
         )
-        return [
-            (Position(int(r.transaction_id), r.global_position), _row_to_envelope(r)) for r in rows
-        ]
+        return [(Position(int(r.xid), r.global_position), row_to_envelope(r)) for r in rows]
 
 
 def _columns(

@@ -13,7 +13,9 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.audit import dlq
 from shared.consumer import ConsumerRuntime, MessageContext
+from shared.errors import StateConflict
 from shared.events.envelope import EventEnvelope
 from shared.messaging.kafka import envelope_headers, header, make_consumer, make_producer
 from shared.settings import KafkaSettings
@@ -202,11 +204,60 @@ async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves
     await run_until(again, lambda: False, timeout=3)
     assert again.stats.processed == again.stats.duplicates == again.stats.dead_lettered == 0
 
+    # both are in the register, pointing at their DLQ copies
+    async with sessions() as s:
+        letters = await dlq.list_dead_letters(s, scratch_schema)
+    assert [(d.error_type, d.kafka_offset, d.event_id) for d in letters] == [
+        ("PoisonMessage", 1, None),
+        ("ValueError", 2, str(failing.event_id)),
+    ]
+    assert {(d.dlq_topic, d.dlq_offset) for d in letters} == {
+        (dlq_topic(fresh_topic), r.offset) for r in dead
+    }
+    poison_letter, bad_letter = letters
+    handlers = {group: handler}
+
+    async def redrive(letter_id: int) -> str:
+        return await dlq.redrive(
+            sessions,
+            scratch_schema,
+            letter_id,
+            handlers=handlers,
+            kafka=kafka_settings,
+            actor="user:ops",
+        )
+
+    # still failing: the letter stays open, the attempt is recorded
+    handler.fail_labels["bad"] = 1
+    with pytest.raises(dlq.RedriveFailed):
+        await redrive(bad_letter.id)
     # once the cause is fixed, re-driving applies it exactly once
-    handler.fail_labels.clear()
-    assert await rt.redrive(bad) == "processed"
-    assert await rt.redrive(bad) == "already_processed"
+    assert await redrive(bad_letter.id) == "processed"
+    assert await redrive(bad_letter.id) == "already_redriven"
     assert await effect_labels(sessions, effects_table) == ["bad", "ok1", "ok2"]
+    with pytest.raises(dlq.RedriveFailed, match="cannot be decoded"):
+        await redrive(poison_letter.id)
+    await dlq.discard(
+        sessions, scratch_schema, poison_letter.id, reason="garbage from a test", actor="user:ops"
+    )
+    with pytest.raises(StateConflict):
+        await dlq.discard(
+            sessions, scratch_schema, poison_letter.id, reason="again", actor="user:ops"
+        )
+    async with sessions() as s:
+        assert await dlq.list_dead_letters(s, scratch_schema) == []
+        closed = {d.id: d for d in await dlq.list_dead_letters(s, scratch_schema, status=None)}
+    assert (closed[bad_letter.id].status, closed[bad_letter.id].resolution) == (
+        "redriven",
+        "processed",
+    )
+    assert closed[bad_letter.id].redrive_attempts == 1
+    assert "refuses bad" in (closed[bad_letter.id].last_redrive_error or "")
+    assert (
+        closed[poison_letter.id].status,
+        closed[poison_letter.id].resolution,
+        closed[poison_letter.id].resolved_by,
+    ) == ("discarded", "garbage from a test", "user:ops")
     async with sessions() as s:
         outcome = (
             await s.execute(

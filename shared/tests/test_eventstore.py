@@ -142,6 +142,33 @@ async def test_read_all_returns_positions_in_order_and_resumes(
     assert len({p.global_position for p in positions}) == 10
 
 
+async def test_read_all_orders_transaction_ids_as_numbers_across_a_digit_boundary(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Regression: ordering by the text form put xid 10 before 9, so a reader resuming after a
+    batch of the 'smaller' texts skipped every event whose xid had fewer digits."""
+    async with sessions() as s, s.begin():
+        for xid in (9, 10, 99, 100):  # writers' ids as a long-running cluster reaches them
+            await s.execute(
+                text(
+                    f"""INSERT INTO {scratch_schema}.events (transaction_id, event_id, stream_id,
+                            stream_version, event_type, schema_version, tenant_id, occurred_at,
+                            correlation_id, actor, payload)
+                        VALUES (CAST(CAST(:xid AS text) AS xid8), gen_random_uuid(), :stream, 1, 'X', 1,
+                            'acme', now(), gen_random_uuid(), 'system:test', '{{}}')"""
+                ),
+                {"xid": str(xid), "stream": stream()},
+            )
+    store = EventStore(scratch_schema)
+    seen: list[int] = []
+    after = Position.start()
+    async with sessions() as s:
+        while batch := await store.read_all(s, after, limit=1):
+            after = batch[-1][0]
+            seen.append(after.transaction_id)
+    assert seen == [9, 10, 99, 100]
+
+
 async def test_read_all_stops_below_a_transaction_still_open(
     scratch_schema: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

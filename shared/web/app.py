@@ -1,4 +1,5 @@
-"""The one way a service builds its FastAPI app: health, readiness, errors, auth, tracing, lifecycle."""
+"""The one way a service builds its FastAPI app: health, readiness, metrics, errors, auth, tracing,
+lifecycle."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from shared.logs import setup_logging
+from shared.metrics import ServiceMetrics
 from shared.outbox import TopicRouter
 from shared.settings import ServiceSettings
 from shared.tracing import setup_tracing
@@ -36,6 +39,7 @@ def create_service_app(
         setup_tracing(f"ledgerline-{settings.service_name}", settings.telemetry)
         runtime = ServiceRuntime.create(settings)
         app.state.runtime = runtime
+        app.state.metrics = ServiceMetrics(runtime)
         await runtime.start(list(consumers), topic_router)
         for worker in workers:
             runtime.spawn(worker.run(runtime), worker.name)
@@ -48,7 +52,7 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -76,6 +80,17 @@ def create_service_app(
             "relay_leader": relay.stats.is_leader if relay else None,
         }
         return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics (text exposition format)",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    async def metrics() -> Response:
+        service_metrics: ServiceMetrics = app.state.metrics
+        return Response(await service_metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
         app.include_router(router)

@@ -1,4 +1,5 @@
-"""Per-request context: correlation id, server span (continuing an incoming traceparent), access log."""
+"""Per-request context: correlation id, server span (continuing an incoming traceparent), access
+log, and the request-duration histogram of /metrics."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logs import correlation_id_var
+from shared.metrics import HTTP_REQUEST_DURATION, UNMATCHED_ROUTE
 from shared.tracing import context_from_traceparent, tracer
 
 log = logging.getLogger("ledgerline.access")
 _tracer = tracer(__name__)
 CORRELATION_HEADER = "x-correlation-id"
+_OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _valid_uuid(value: str | None) -> str | None:
@@ -51,8 +55,9 @@ class RequestContextMiddleware:
             },
         )
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, service: str = "service") -> None:
         self.app = app
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,7 +89,18 @@ class RequestContextMiddleware:
                 if span.is_recording():  # FastAPI's own span has ended (and recorded it) by now
                     span.set_attribute("http.response.status_code", status)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
+            elapsed = time.perf_counter() - started
+            elapsed_ms = elapsed * 1000
+            if path not in _OPS_PATHS:
+                # The route template the router matched (set in the scope while the app ran),
+                # never the raw path: ids in paths would make the label set unbounded.
+                route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+                HTTP_REQUEST_DURATION.labels(
+                    service=self.service,
+                    method=method if method in _METHODS else "other",
+                    route=route,
+                    status=str(status),
+                ).observe(elapsed)
             if path not in ("/healthz", "/readyz"):
                 log.info(
                     "%s %s %d",

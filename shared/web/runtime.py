@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.audit.chain import ChainSealer
 from shared.consumer import ConsumerRuntime, Handler
 from shared.db import make_engine, make_sessionmaker
 from shared.messaging.kafka import make_consumer, make_producer
@@ -47,6 +48,7 @@ class ServiceRuntime:
     sessions: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer | None = None
     relay: OutboxRelay | None = None
+    sealer: ChainSealer | None = None
     consumers: list[ConsumerRuntime] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -80,6 +82,9 @@ class ServiceRuntime:
                 poll_interval=s.kafka.relay_poll_interval_seconds,
             )
             self.spawn(self.relay.run(), "relay")
+        if s.run_relay:
+            self.sealer = ChainSealer(self.engine, s.schema_name)
+            self.spawn(self.sealer.run(), "chain sealer")
         if s.run_consumers and self.producer is not None:
             for spec in consumer_specs:
                 consumer = make_consumer(s.kafka, spec.group_id)
@@ -109,6 +114,8 @@ class ServiceRuntime:
         self.stopping.set()
         if self.relay is not None:
             self.relay.stop()
+        if self.sealer is not None:
+            self.sealer.stop()
         for consumer in self.consumers:
             consumer.stop()
         if self.tasks:

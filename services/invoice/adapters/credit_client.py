@@ -20,6 +20,7 @@ from typing import Literal
 import httpx
 
 from shared.money import Money
+from shared.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class CreditCheckClient:
         headers = {"Authorization": f"Bearer {bearer_token}"}
         if correlation_id:
             headers["X-Correlation-ID"] = correlation_id
+        if traceparent := current_traceparent():
+            headers["traceparent"] = traceparent  # the credit check joins the request's trace
         body = {"customer_id": customer_id, "amount": amount.model_dump(), "reference": reference}
         try:
             response = await self._client.post("/v1/credit-checks", json=body, headers=headers)
