@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ar.common import console, engines, selected, service_settings
-from shared.audit.chain import KINDS, ChainReport, seal_batch, verify_chain
+from shared.audit.chain import KINDS, ChainReport, seal_now, verify_chain
 
 app = typer.Typer(help="The event stores' hash chains.", no_args_is_help=True)
 
@@ -118,15 +118,14 @@ def seal(
     """Seal every committed event now (the services do it continuously while they run)."""
     names = selected(service)
 
-    async def run() -> dict[str, int]:
-        sealed: dict[str, int] = {}
+    async def run() -> dict[str, int | None]:
         async with engines(names, "audit") as opened:
-            for name, engine in opened.items():
-                sealed[name] = 0
-                async with engine.connect() as conn:
-                    while n := await seal_batch(conn, service_settings(name).schema_name):
-                        sealed[name] += n
-        return sealed
+            return {
+                name: await seal_now(engine, service_settings(name).schema_name)
+                for name, engine in opened.items()
+            }
 
     for name, n in asyncio.run(run()).items():
-        console.print(f"{name}: {n} events sealed")
+        console.print(
+            f"{name}: a running service is sealing" if n is None else f"{name}: {n} events sealed"
+        )

@@ -67,7 +67,7 @@ def replay(
     ),
     invoice: str = typer.Option(None, help="With --as-of: the invoice id."),
 ) -> None:
-    """Events as recorded, filtered, in each service's commit order — or with --as-of, the state
+    """Events as recorded, filtered, in the order each service stored them — or with --as-of, the state
     of one invoice or customer rebuilt from the events recorded up to that instant."""
     if (tenant is None) == (not all_tenants):
         raise typer.BadParameter("give exactly one of --tenant or --all-tenants")

@@ -53,10 +53,23 @@ def db_migrate(
 
 
 @kafka_app.command("topics")
-def kafka_topics(partitions: int = typer.Option(3, min=1, max=256)) -> None:
-    """Create every event topic and its DLQ (infinite retention) if missing."""
+def kafka_topics(
+    partitions: int = typer.Option(3, min=1, max=256),
+    replication_factor: int = typer.Option(
+        1, min=1, max=16, help="1 on the local single broker; 3 on a production cluster."
+    ),
+) -> None:
+    """Create every event topic and its DLQ (infinite retention) if missing; existing topics
+    are left as they are."""
     settings = service_settings("invoice").kafka
-    created = asyncio.run(ensure_topics(settings, all_event_topics(), partitions=partitions))
+    created = asyncio.run(
+        ensure_topics(
+            settings,
+            all_event_topics(),
+            partitions=partitions,
+            replication_factor=replication_factor,
+        )
+    )
     console.print(f"[green]topics ready[/] ({len(created)} created)")
 
 

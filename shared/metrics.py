@@ -116,6 +116,7 @@ class ScrapeSnapshot:
     consumer_lag: list[PartitionLag] = field(default_factory=list)
     consumer_messages: dict[tuple[str, str], int] = field(default_factory=dict)
     relay_leader: bool | None = None
+    unsealed: int | None = None
 
 
 class RuntimeCollector(Collector):
@@ -155,7 +156,14 @@ class RuntimeCollector(Collector):
         )
         for (group, outcome), count in sorted(snap.consumer_messages.items()):
             messages.add_metric([service, group, outcome], count)
-        families: list[Metric] = [backlog, lag, dlq, messages]
+        chain = GaugeMetricFamily(
+            "ledgerline_chain_unsealed_events",
+            "Committed events the hash-chain sealer has not linked yet.",
+            labels=["service"],
+        )
+        if snap.unsealed is not None:
+            chain.add_metric([service], snap.unsealed)
+        families: list[Metric] = [backlog, lag, dlq, messages, chain]
         if snap.relay_leader is not None:
             leader = GaugeMetricFamily(
                 "ledgerline_relay_leader",
@@ -188,8 +196,8 @@ class ServiceMetrics:
 
     async def gather(self) -> ScrapeSnapshot:
         runtime = self.runtime
-        backlog, dlq_open, lags = await asyncio.gather(
-            self._backlog(), self._dlq_open(), self._consumer_lag()
+        backlog, dlq_open, lags, unsealed = await asyncio.gather(
+            self._backlog(), self._dlq_open(), self._consumer_lag(), self._unsealed()
         )
         messages: dict[tuple[str, str], int] = {}
         for consumer in runtime.consumers:
@@ -203,7 +211,19 @@ class ServiceMetrics:
             consumer_lag=lags,
             consumer_messages=messages,
             relay_leader=runtime.relay.stats.is_leader if runtime.relay is not None else None,
+            unsealed=unsealed,
         )
+
+    async def _unsealed(self) -> int | None:
+        from shared.audit.chain import unsealed  # the chain imports the event store, as above
+
+        try:
+            async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
+                async with self.runtime.engine.connect() as conn:
+                    return await unsealed(conn, self.runtime.settings.schema_name)
+        except Exception:
+            self._scrape_error("chain_unsealed")
+            return None
 
     async def _backlog(self) -> int | None:
         # Imported here: shared.outbox imports the event store, which imports this module.

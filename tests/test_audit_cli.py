@@ -147,6 +147,15 @@ async def test_replay_as_of_and_trace_answer_what_happened_when_and_who(
         range(1, 1 + sum(e["stream_id"] == stream for e in store))
     )
 
+    between = recorded["between"].isoformat()
+    early = lines_of(await ar("events", "replay", "--tenant", tenant, "--until", between))
+    late = lines_of(await ar("events", "replay", "--tenant", tenant, "--since", between))
+    everything = lines_of(await ar("events", "replay", "--tenant", tenant))
+    assert len(early) + len(late) == len(everything)  # since inclusive, until exclusive
+    assert "InvoiceIssued" in {e["event_type"] for e in early}
+    assert "InvoicePaid" in {e["event_type"] for e in late}
+    assert all(datetime.fromisoformat(e["recorded_at"]) < recorded["between"] for e in early)
+
     only_customer = await ar(
         "events", "replay", "--tenant", tenant, "--customer", "c-1", "--format", "csv"
     )

@@ -264,6 +264,16 @@ async def test_one_trace_runs_from_the_issue_request_to_every_consumers_effect()
         f"{describe(server)} is not a child of the request's traceparent {traceparent}"
     )
     assert server.parent.is_remote
+    # the synchronous credit check the issue made is part of the same trace, below the request
+    checks = [
+        s
+        for s in spans
+        if s.kind == SpanKind.SERVER
+        and attr(s, "url.path") == "/v1/credit-checks"
+        and trace_id(s) == our_trace
+    ]
+    assert checks, "the credit check started a trace of its own"
+    assert all(server_ancestor(by_id[parent_id(c) or 0], by_id) == server for c in checks)
     for group, schema in GROUPS.items():
         consume = consumed[group]
         assert trace_id(consume) == our_trace, f"{group}: {describe(consume)} left the trace"

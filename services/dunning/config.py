@@ -20,7 +20,7 @@ class DunningSettings(ServiceSettings):
     scheduler_interval_seconds: float = 300.0
     mailer_interval_seconds: float = 5.0
     run_scheduler: bool = True
-    # SMTP: locally the project's own server (deploy/up.sh starts it on 2525).
+    # SMTP: locally the project's own server (`ar services run` starts it on 2525).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_username: str | None = None

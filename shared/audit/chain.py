@@ -103,6 +103,39 @@ async def chain_head(conn: AsyncConnection, schema: str) -> Head | None:
     return Head(row.seq, Position(int(row.xid), row.global_position), bytes(row.hash))
 
 
+async def unsealed(conn: AsyncConnection, schema: str) -> int:
+    """Committed events not yet linked (for /metrics: a sealer that stopped shows here)."""
+    s = checked_schema(schema)
+    head = await chain_head(conn, s)
+    after = head.position if head else Position.start()
+    n = await conn.scalar(
+        text(
+            f"""SELECT count(*) FROM {s}.events
+                WHERE (transaction_id, global_position) >
+                      (CAST(CAST(:xid AS text) AS xid8), CAST(:pos AS bigint))"""
+        ),
+        {"xid": str(after.transaction_id), "pos": after.global_position},
+    )
+    return int(n or 0)
+
+
+async def seal_now(engine: AsyncEngine, schema: str) -> int | None:
+    """Seal everything committed, as the leader; None when a running sealer holds leadership
+    (it is sealing already)."""
+    sealer = ChainSealer(engine, schema)
+    conn = await engine.connect()
+    try:
+        if not await sealer._lead(conn):
+            return None
+        total = 0
+        while n := await seal_batch(conn, sealer.schema):
+            total += n
+        return total
+    finally:
+        await conn.invalidate()  # drops the session and its advisory lock
+        await conn.close()
+
+
 async def seal_batch(conn: AsyncConnection, schema: str, limit: int = 1000) -> int:
     """Link the next events after the chain's head, in one transaction; returns how many.
 

@@ -78,6 +78,7 @@ async def ensure_topics(
     topics: Iterable[str],
     *,
     partitions: int = 3,
+    replication_factor: int = 1,
     with_dlq: bool = True,
     attempts: int = 30,
 ) -> list[str]:
@@ -100,12 +101,18 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
+            # With replicas, acks=all waits for min.insync.replicas of them: 2 of 3 survives a
+            # broker loss without accepting a write only one broker has.
+            configs = {
+                **INFINITE_RETENTION,
+                "min.insync.replicas": str(min(2, max(1, replication_factor - 1))),
+            }
             new = [
                 NewTopic(
                     t,
                     num_partitions=partitions,
-                    replication_factor=1,
-                    topic_configs=INFINITE_RETENTION,
+                    replication_factor=replication_factor,
+                    topic_configs=configs,
                 )
                 for t in missing
             ]

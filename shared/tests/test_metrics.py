@@ -185,6 +185,8 @@ async def test_appended_published_backlog_and_consumer_metrics(
                 == n
                 and len(lags) == 3  # every partition fetched at least once
                 and all(s.value == 0 for s in lags)
+                and value(samples, "ledgerline_chain_unsealed_events", service=scratch_schema)
+                == 0  # the chain sealer linked them all
             )
             if done:
                 break

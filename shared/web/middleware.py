@@ -101,7 +101,7 @@ class RequestContextMiddleware:
                     route=route,
                     status=str(status),
                 ).observe(elapsed)
-            if path not in ("/healthz", "/readyz"):
+            if path not in _OPS_PATHS:
                 log.info(
                     "%s %s %d",
                     method,

@@ -34,7 +34,7 @@ from services.dunning.adapters.email import (
     build_message,
     render,
 )
-from services.dunning.application.cases import load_case, now, save_case
+from services.dunning.application.cases import case_stream, load_case, now, save_case
 from services.dunning.domain.policy import next_send_time
 from shared.contracts.dunning import ReminderCancelled, ReminderFailed, ReminderSent
 from shared.db import json_column
@@ -74,20 +74,49 @@ async def _record(
     sessions: async_sessionmaker[AsyncSession],
     tenant_id: str,
     customer_id: str,
-    event: EventPayload,
+    event: ReminderSent | ReminderFailed,
     status_sql: str,
     params: dict[str, Any],
 ) -> None:
     """Append the outcome to the case and update the outbox row, in one transaction."""
-    ctx = AppendContext(tenant_id=tenant_id, actor=ACTOR, customer_id=customer_id)
 
     async def attempt() -> None:
         async with sessions() as session, session.begin():
+            ctx = await _outcome_context(session, tenant_id, customer_id, event.message_id)
             state, version = await load_case(session, tenant_id, customer_id)
             await save_case(session, state, version, [event], ctx)
             await session.execute(text(status_sql), params)
 
     await retry_on_conflict(attempt)
+
+
+async def _outcome_context(
+    session: AsyncSession, tenant_id: str, customer_id: str, message_id: uuid.UUID
+) -> AppendContext:
+    """A reminder's outcome belongs to the run that scheduled it: the same correlation id, and
+    caused by its ReminderScheduled, so `ar events trace` shows scheduling and delivery as one."""
+    scheduled = (
+        await session.execute(
+            text(
+                f"""SELECT event_id, correlation_id FROM {SCHEMA}.events
+                    WHERE stream_id = :stream AND tenant_id = :tenant
+                      AND event_type = 'ReminderScheduled' AND payload->>'message_id' = :message
+                    ORDER BY stream_version DESC LIMIT 1"""
+            ),
+            {
+                "stream": case_stream(tenant_id, customer_id),
+                "tenant": tenant_id,
+                "message": str(message_id),
+            },
+        )
+    ).first()
+    return AppendContext(
+        tenant_id=tenant_id,
+        actor=ACTOR,
+        customer_id=customer_id,
+        correlation_id=scheduled.correlation_id if scheduled else None,
+        causation_id=scheduled.event_id if scheduled else None,
+    )
 
 
 async def recover_stale(
@@ -188,7 +217,7 @@ async def _cancel(session: AsyncSession, row: Any, reason: str, at: datetime) ->
         if failed
         else ReminderCancelled(message_id=row.message_id, reason=reason, cancelled_at=at)
     )
-    ctx = AppendContext(tenant_id=row.tenant_id, actor=ACTOR, customer_id=row.customer_id)
+    ctx = await _outcome_context(session, row.tenant_id, row.customer_id, row.message_id)
     state, version = await load_case(session, row.tenant_id, row.customer_id)
     await save_case(session, state, version, [event], ctx)
     await _set(session, row, "failed" if failed else "cancelled", last_error=reason)

@@ -75,6 +75,23 @@ async def test_one_grouped_email_per_customer_sent_once(
     html = message.get_body(("html",))
     assert html is not None and "Acme &lt;Ltd&gt;" in html.get_content()
     assert await history(api, tenant, "c1") == ["ReminderScheduled", "ReminderSent"]
+    async with dunning_sessions() as session:
+        scheduled, sent = (
+            await session.execute(
+                text(
+                    """SELECT event_id, correlation_id, causation_id, actor FROM dunning.events
+                       WHERE tenant_id = :t AND event_type IN ('ReminderScheduled', 'ReminderSent')
+                       ORDER BY stream_version"""
+                ),
+                {"t": tenant},
+            )
+        ).all()
+    # delivery is traced back to the run that scheduled it
+    assert scheduled.correlation_id is not None
+    assert (sent.correlation_id, sent.causation_id) == (
+        scheduled.correlation_id,
+        scheduled.event_id,
+    )
     view = (await api.get("/v1/customers/c1/dunning", headers=auth(tenant))).json()
     ahead = [(s["number"], s["step_id"]) for s in view["schedule"]]
     assert ("INV-2026-000103", "pre_due_reminder") in ahead and (
