@@ -122,13 +122,13 @@ async def unsealed(conn: AsyncConnection, schema: str) -> int:
 async def seal_now(engine: AsyncEngine, schema: str) -> int | None:
     """Seal everything committed, as the leader; None when a running sealer holds leadership
     (it is sealing already)."""
-    sealer = ChainSealer(engine, schema)
+    s = checked_schema(schema)
     conn = await engine.connect()
     try:
-        if not await sealer._lead(conn):
+        if not await _try_lead(conn, s):
             return None
         total = 0
-        while n := await seal_batch(conn, sealer.schema):
+        while n := await seal_batch(conn, s):
             total += n
         return total
     finally:
@@ -176,6 +176,14 @@ async def seal_batch(conn: AsyncConnection, schema: str, limit: int = 1000) -> i
     return len(batch)
 
 
+async def _try_lead(conn: AsyncConnection, schema: str) -> bool:
+    """The session-level lock that makes one sealer per schema the leader."""
+    key = zlib.crc32(f"ledgerline-chain:{schema}".encode())
+    got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar_one()
+    await conn.commit()
+    return bool(got)
+
+
 class ChainSealer:
     """Keeps a service's chain up to date; one leader per schema, like the outbox relay."""
 
@@ -186,7 +194,6 @@ class ChainSealer:
         self.schema = checked_schema(schema)
         self.poll_interval = poll_interval
         self.sealed = 0
-        self._lock_key = zlib.crc32(f"ledgerline-chain:{self.schema}".encode())
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -200,7 +207,7 @@ class ChainSealer:
                 log.warning("chain sealer on %s: database unreachable; retrying", self.schema)
             else:
                 try:
-                    if await self._lead(conn):
+                    if await _try_lead(conn, self.schema):
                         await self._seal_until_stopped(conn)
                 except Exception:
                     log.exception("chain sealer on %s failed; retrying", self.schema)
@@ -210,13 +217,6 @@ class ChainSealer:
                     await conn.invalidate()
                     await conn.close()
             await self._sleep(1.0)
-
-    async def _lead(self, conn: AsyncConnection) -> bool:
-        got = (
-            await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
-        ).scalar_one()
-        await conn.commit()
-        return bool(got)
 
     async def _seal_until_stopped(self, conn: AsyncConnection) -> None:
         while not self._stopping.is_set():
