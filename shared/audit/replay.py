@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db import checked_schema
 from shared.events.envelope import EventEnvelope
@@ -77,28 +77,35 @@ async def count_events(conn: AsyncConnection, schema: str, f: EventFilter) -> in
     return int(n or 0)
 
 
+async def events_page(
+    conn: AsyncConnection | AsyncSession, schema: str, f: EventFilter, after: int, limit: int
+) -> tuple[list[EventEnvelope], int | None]:
+    """Up to `limit` matching events after global position `after`, and the position to pass
+    next (None at the end)."""
+    where, params = f.sql()
+    rows = (
+        await conn.execute(
+            text(
+                f"""SELECT {EVENT_COLUMNS} FROM {checked_schema(schema)}.events
+                    WHERE {where} AND global_position > :after
+                    ORDER BY global_position LIMIT :limit"""
+            ),
+            {**params, "after": after, "limit": limit + 1},
+        )
+    ).all()
+    next_after = rows[limit - 1].global_position if len(rows) > limit else None
+    return [row_to_envelope(r) for r in rows[:limit]], next_after
+
+
 async def store_events(
     conn: AsyncConnection, schema: str, f: EventFilter, chunk: int = 1000
 ) -> AsyncIterator[EventEnvelope]:
     """Matching events in the order the service stored them (global position), in chunks."""
-    where, params = f.sql()
-    after = 0
-    while True:
-        rows = (
-            await conn.execute(
-                text(
-                    f"""SELECT {EVENT_COLUMNS} FROM {checked_schema(schema)}.events
-                        WHERE {where} AND global_position > :after
-                        ORDER BY global_position LIMIT :chunk"""
-                ),
-                {**params, "after": after, "chunk": chunk},
-            )
-        ).all()
-        for row in rows:
-            yield row_to_envelope(row)
-        if len(rows) < chunk:
-            return
-        after = rows[-1].global_position
+    after: int | None = 0
+    while after is not None:
+        events, after = await events_page(conn, schema, f, after, chunk)
+        for envelope in events:
+            yield envelope
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from shared.metrics import ServiceMetrics
 from shared.outbox import TopicRouter
 from shared.settings import ServiceSettings
 from shared.tracing import setup_tracing
+from shared.web.audit import audit_router
 from shared.web.errors import install_error_handlers
 from shared.web.middleware import RequestContextMiddleware
 from shared.web.runtime import ConsumerSpec, ServiceRuntime, Worker
@@ -92,6 +93,6 @@ def create_service_app(
         service_metrics: ServiceMetrics = app.state.metrics
         return Response(await service_metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in routers:
+    for router in (*routers, audit_router()):
         app.include_router(router)
     return app
