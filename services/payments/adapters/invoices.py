@@ -53,6 +53,7 @@ async def lock_for_allocation(
             customer_id=r.customer_id,
             open_amount=Money.of_minor(r.open_minor, r.currency.strip()),
             receivable=r.status == "open",
+            issue_date=r.issue_date,
         )
         for r in rows
     }

@@ -151,8 +151,7 @@ async def record_payment(request: Request, body: PaymentBody, principal: Writer)
         )
         state = await payment_app.save_payment(session, None, 0, events, ctx)
         if requests:
-            on = max(_today(), body.received_on)
-            state = await payment_app.allocate(session, ctx, payment_id, requests, on)
+            state = await payment_app.allocate(session, ctx, payment_id, requests, body.received_on)
             return {**payment_app.payment_view(state), "matching": {"outcome": "manual"}}
         if body.auto_match:
             result = await matching.match_payment(session, ctx, payment_id, policy, _today())
@@ -361,9 +360,12 @@ async def accept_proposal(
             return await statements.accept_line_proposal(session, ctx, row)
         requests = matching.proposal_requests(row)
         state, _ = await payment_app.load_payment(session, ctx.tenant_id, row.payment_id)
-        on = max(_today(), state.received_on)
         saved = await payment_app.allocate(
-            session, ctx.for_customer(state.customer_id), row.payment_id, requests, on
+            session,
+            ctx.for_customer(state.customer_id),
+            row.payment_id,
+            requests,
+            state.received_on,
         )
         return payment_app.payment_view(saved)
 

@@ -184,8 +184,12 @@ async def match_payment(
     state, _ = await payment_app.load_payment(session, ctx.tenant_id, payment_id)
     if not payment_app.awaits_review(state):
         return {"outcome": "nothing_to_apply", "applied": [], "proposals": []}
-    invoices = await balances.open_invoices(
-        session, ctx.tenant_id, state.currency, customer_id=state.customer_id, today=today
+    invoices = await balances.open_invoices(  # discounts as of the day the cash arrived
+        session,
+        ctx.tenant_id,
+        state.currency,
+        customer_id=state.customer_id,
+        today=state.received_on,
     )
     remittance = Remittance(
         amount=state.unapplied,
@@ -201,8 +205,9 @@ async def match_payment(
             session, ctx.tenant_id, payment_id, "payment", "auto_applied", best, today
         )
         await replace_proposals(session, ctx.tenant_id, [], payment_id=payment_id)
-        on = max(today, state.received_on)
-        saved = await payment_app.allocate(session, ctx, payment_id, requests_for(best), on)
+        saved = await payment_app.allocate(
+            session, ctx, payment_id, requests_for(best), state.received_on
+        )
         return {
             "outcome": "auto_applied",
             "rule": best.rule,

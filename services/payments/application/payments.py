@@ -170,6 +170,7 @@ async def allocate(
         session, ctx.tenant_id, (r.invoice_id for r in requests)
     )
     state, version = await load_payment(session, ctx.tenant_id, payment_id)
+    on = payments.effective_date(on, invoices.values())
     events = payments.allocate(state, requests, invoices, on=on, actor=ctx.actor)
     return await save_payment(session, state, version, events, ctx)
 

@@ -260,7 +260,7 @@ async def match_line(
         ctx.tenant_id,
         remittance.amount.currency,
         customer_id=None,
-        today=today,
+        today=row.booking_date,  # discounts as of the day the money arrived
         numbers_in=row.reference,
     )
     matches = find_matches(remittance, invoices, aliases, policy)

@@ -90,6 +90,14 @@ class InvoiceOpen:
     customer_id: str
     open_amount: Money
     receivable: bool = True
+    issue_date: date | None = None
+
+
+def effective_date(received_on: date, invoices: Iterable[InvoiceOpen]) -> date:
+    """Cash counts from the day it was received, whenever it is applied: applying it later must
+    not make the customer late or cost an early-payment discount. Never before an invoice was
+    issued, though: cash received earlier (unapplied, a prepayment) pays it on its issue date."""
+    return max([received_on, *(i.issue_date for i in invoices if i.issue_date is not None)])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -287,3 +287,17 @@ def test_the_payment_always_balances_and_never_overfills(
         assert all(not left.is_negative() for left in open_left.values())
     # Replaying the recorded facts gives the same state (what a fresh load would see).
     assert p.replay(history) == state
+
+
+def test_cash_takes_effect_when_received_but_not_before_the_invoice_was_issued() -> None:
+    def issued_on(day: date | None) -> InvoiceOpen:
+        return InvoiceOpen(uuid.uuid4(), "c1", eur(100), issue_date=day)
+
+    received_on = date(2026, 3, 10)
+    # keyed in weeks later: still the 10th, the day the money arrived
+    assert p.effective_date(received_on, [issued_on(date(2026, 3, 1))]) == received_on
+    # a prepayment applied to a later invoice pays it on that invoice's issue date
+    assert p.effective_date(
+        received_on, [issued_on(date(2026, 3, 1)), issued_on(date(2026, 3, 20))]
+    ) == date(2026, 3, 20)
+    assert p.effective_date(received_on, [issued_on(None)]) == received_on  # a draft's parked cash

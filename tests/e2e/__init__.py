@@ -1,0 +1,1 @@
+"""End-to-end acceptance scenarios: all five services in-process, real Postgres, Kafka, SMTP."""
