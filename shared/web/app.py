@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -17,6 +17,7 @@ from shared.outbox import TopicRouter
 from shared.settings import ServiceSettings
 from shared.tracing import setup_tracing
 from shared.web.audit import audit_router
+from shared.web.deps import reject_nul_characters
 from shared.web.errors import install_error_handlers
 from shared.web.middleware import RequestContextMiddleware
 from shared.web.runtime import ConsumerSpec, ServiceRuntime, Worker
@@ -51,7 +52,13 @@ def create_service_app(
             for hook in on_shutdown:
                 await hook()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_nul_characters)],
+    )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -12,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, verify_token
-from shared.errors import Forbidden, Unauthenticated
+from shared.errors import Forbidden, Unauthenticated, ValidationFailed
 from shared.eventstore.store import AppendContext, retry_on_conflict
 from shared.idempotency import fingerprint, run_idempotent
 from shared.logs import correlation_id_var
@@ -62,6 +63,45 @@ class RequiresAny(Requires):
                 {"any_of_scopes": list(self.scopes)},
             )
         return principal
+
+
+def _nul_locations(value: Any, loc: list[str | int]) -> Iterator[list[str | int]]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nul_locations(key, loc)
+            yield from _nul_locations(item, [*loc, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_locations(item, [*loc, index])
+
+
+async def reject_nul_characters(request: Request) -> None:
+    """PostgreSQL text and jsonb cannot hold U+0000, so a request carrying one anywhere (a path or
+    query parameter, a string in a JSON body) is invalid input: 422, never a 500 from the database."""
+    locations: list[list[str | int]] = [
+        ["path", name] for name, value in request.path_params.items() if "\x00" in str(value)
+    ]
+    locations += [
+        ["query", name]
+        for name, value in request.query_params.multi_items()
+        if "\x00" in name or "\x00" in value
+    ]
+    body = await request.body()
+    if b"\\u0000" in body:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None  # not JSON: the route's own validation answers
+        locations += [["body", *loc] for loc in _nul_locations(document, [])]
+    if locations:
+        errors = [
+            {"loc": loc, "msg": "NUL characters are not allowed", "type": "string_nul_character"}
+            for loc in locations
+        ]
+        raise ValidationFailed("request is not valid", {"errors": errors})
 
 
 def append_context(principal: Principal, customer_id: str | None = None) -> AppendContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -38,7 +39,42 @@ def error_response(status: int, code: str, message: str, details: object = None)
     )
 
 
+# What a 422 body really is; FastAPI documents its own `{"detail": [...]}` instead.
+ERROR_BODY_SCHEMA: dict[str, Any] = {
+    "title": "ErrorBody",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+
+def _document_error_body(app: FastAPI) -> None:
+    """The OpenAPI document describes the error body the handlers below actually send."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ERROR_BODY_SCHEMA
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _document_error_body(app)
+
     @app.exception_handler(LedgerlineError)
     async def _domain(_: Request, exc: LedgerlineError) -> JSONResponse:
         return error_response(exc.status_code, exc.code, exc.message, exc.details)

@@ -73,7 +73,8 @@ class ResumeBody(Body):
 class PromiseBody(Body):
     invoice_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=100)]
     amount: Money
-    promised_date: date
+    # bounded: every run adds the grace days to it, which must stay inside Python's dates
+    promised_date: Annotated[date, Field(le=date(2999, 12, 31))]
     grace_days: Annotated[int, Field(ge=0, le=30)] = 2
     note: Annotated[str, Field(max_length=1000)] | None = None
 
@@ -347,9 +348,16 @@ async def preview_customer(customer_id: str, principal: Reader, session: Session
     return await cases.run_customer(session, ctx, customer_id, _today(), dry_run=True)
 
 
+# The run's arithmetic (the scheduling horizon, grace days) must stay inside Python's dates.
+PreviewDay = Annotated[
+    date | None,
+    Query(ge=date(1900, 1, 1), le=date(2999, 12, 31), description="default: today (UTC)"),
+]
+
+
 @router.get("/dunning/preview")
 async def preview_today(
-    principal: Reader, session: Session, on: date | None = None
+    principal: Reader, session: Session, on: PreviewDay = None
 ) -> dict[str, Any]:
     """Everything a run would do today (or on `on`) across the tenant's customers."""
     day = on or _today()

@@ -66,7 +66,10 @@ class InvoicePatch(Body):
 
 
 class IssueBody(Body):
-    issue_date: date | None = Field(None, description="defaults to today (UTC)")
+    # bounded so the due date (issue date + terms) stays inside Python's dates
+    issue_date: date | None = Field(
+        None, le=date(2999, 12, 31), description="defaults to today (UTC); at the latest 2999-12-31"
+    )
     override_credit_check: bool = Field(False, description="needs the credit:override scope")
     override_reason: Reason | None = None
 

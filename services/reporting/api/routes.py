@@ -49,7 +49,14 @@ CustomerFilter = Annotated[
 CurrencyFilter = Annotated[
     CurrencyCode | None, Query(description="Only this currency (no conversion).")
 ]
-AsOf = Annotated[date | None, Query(description="Report date (default: today, UTC).")]
+# Report dates are bounded so the arithmetic around them (windows, months and weeks back or
+# ahead) stays inside Python's date range: outside, 422 rather than an OverflowError.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+_DAYS = f"{FIRST_DAY} to {LAST_DAY}"
+AsOf = Annotated[
+    date | None,
+    Query(ge=FIRST_DAY, le=LAST_DAY, description=f"Report date ({_DAYS}; default: today, UTC)."),
+]
 FormatParam = Annotated[Format, Query(description="json (default) or csv.")]
 
 
@@ -213,8 +220,19 @@ def _range(start: date | None, end: date | None, default_days: int) -> tuple[dat
     return start, end
 
 
-From = Annotated[date | None, Query(alias="from", description="First day (inclusive).")]
-To = Annotated[date | None, Query(alias="to", description="Last day (inclusive; default today).")]
+From = Annotated[
+    date | None,
+    Query(alias="from", ge=FIRST_DAY, le=LAST_DAY, description=f"First day ({_DAYS}, inclusive)."),
+]
+To = Annotated[
+    date | None,
+    Query(
+        alias="to",
+        ge=FIRST_DAY,
+        le=LAST_DAY,
+        description=f"Last day ({_DAYS}, inclusive; default today).",
+    ),
+]
 
 
 @router.get("/reports/dso", summary="DSO daily series (standard), countback and best possible")
