@@ -18,8 +18,11 @@ async def eventually(
     while asyncio.get_running_loop().time() < deadline:
         r = await client.get(path)
         body = r.json()
-        if r.status_code == 200 and ready(body):
-            return body
+        try:
+            if r.status_code == 200 and ready(body):
+                return body
+        except (KeyError, IndexError):
+            pass  # what `ready` looks for has not arrived yet (e.g. an invoice not yet known)
         await asyncio.sleep(0.2)
     raise AssertionError(f"{path} not ready within {timeout}s: {body}")
 
