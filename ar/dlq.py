@@ -40,9 +40,10 @@ def list_command(
     service: list[str] = typer.Option(None, "--service", "-s"),
     group: str = typer.Option(None, help="Only this consumer group."),
     status: str = typer.Option("open", help="open, redriven, discarded or all."),
+    limit: int = typer.Option(200, min=1, max=100_000, help="Per service, newest first."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Dead letters of the selected services (open ones by default)."""
+    """Dead letters of the selected services (open ones by default), newest first."""
     names = selected(service)
 
     async def run() -> list[tuple[str, dlq.DeadLetter]]:
@@ -55,6 +56,8 @@ def list_command(
                         service_settings(name).schema_name,
                         status=None if status == "all" else status,
                         group=group,
+                        limit=limit,
+                        newest_first=True,
                     )
                 found += [(name, letter) for letter in letters]
         return found

@@ -72,7 +72,9 @@ async def list_dead_letters(
     status: str | None = "open",
     group: str | None = None,
     limit: int = 1000,
+    newest_first: bool = False,
 ) -> list[DeadLetter]:
+    """Oldest first by default: the order to re-drive in (one customer's events stay in order)."""
     if status is not None and status not in STATUSES:
         raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}")
     rows = await conn.execute(
@@ -80,7 +82,7 @@ async def list_dead_letters(
             f"""SELECT {_COLUMNS} FROM {checked_schema(schema)}.dead_letters
                 WHERE (CAST(:status AS text) IS NULL OR status = :status)
                   AND (CAST(:group AS text) IS NULL OR consumer_group = :group)
-                ORDER BY id LIMIT :limit"""
+                ORDER BY id {"DESC" if newest_first else ""} LIMIT :limit"""
         ),
         {"status": status, "group": group, "limit": limit},
     )
