@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from shared.consumer import Handler, PoisonMessage, apply_redriven
 from shared.db import checked_schema
 from shared.errors import NotFound, StateConflict, ValidationFailed
+from shared.messaging.kafka import make_reader
 from shared.settings import KafkaSettings
 
 STATUSES = ("open", "redriven", "discarded")
@@ -126,13 +127,7 @@ async def fetch_message(
 async def _read_at(
     kafka: KafkaSettings, topic: str, partition: int, offset: int, wait_seconds: float
 ) -> ConsumerRecord[bytes, bytes] | None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        client_id=f"{kafka.client_id_prefix}-dlq-tool",
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    consumer = make_reader(kafka, "dlq-tool")
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

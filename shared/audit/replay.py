@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db import checked_schema
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import EVENT_COLUMNS, row_to_envelope
+from shared.messaging.kafka import make_reader
 from shared.settings import KafkaSettings
 from shared.web.spreadsheet import safe_cell
 
@@ -127,14 +128,7 @@ async def kafka_events(
 
     No consumer group: reading for audit neither moves nor depends on any service's offsets.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        client_id=f"{kafka.client_id_prefix}-replay",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = make_reader(kafka, "replay")
     await consumer.start()
     try:
         partitions = [

@@ -73,6 +73,19 @@ def make_consumer(settings: KafkaSettings, group_id: str, *topics: str) -> AIOKa
     )
 
 
+def make_reader(settings: KafkaSettings, purpose: str) -> AIOKafkaConsumer:
+    """A consumer outside any group (assign and seek by hand): tools and rebuilds read topics
+    without moving, or depending on, any service's committed offsets."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id_prefix}-{purpose}",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+
 async def ensure_topics(
     settings: KafkaSettings,
     topics: Iterable[str],

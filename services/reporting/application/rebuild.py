@@ -30,6 +30,7 @@ from services.reporting.projections.projector import Projector, rebuild_gate_key
 from services.reporting.projections.tables import PROJECTION_TABLES, Tables
 from shared.db import make_sessionmaker
 from shared.events.envelope import EventEnvelope
+from shared.messaging.kafka import make_reader
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -113,14 +114,7 @@ class Rebuild:
                 raise RebuildError("another rebuild of these projections is running")
             try:
                 await self._create_shadow_tables()
-                consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.kafka.bootstrap_servers,
-                    client_id=f"{self.kafka.client_id_prefix}-reporting-rebuild",
-                    group_id=None,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    isolation_level="read_committed",
-                )
+                consumer = make_reader(self.kafka, "reporting-rebuild")
                 await consumer.start()
                 try:
                     await self._replay(consumer, swap)
