@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.registry import SERVICES, settings_of
@@ -45,6 +46,12 @@ async def engines(names: list[str], purpose: str) -> AsyncIterator[dict[str, Asy
     finally:
         for engine in opened.values():
             await engine.dispose()
+
+
+def progress(*, transient: bool = False) -> Progress:
+    """The progress bar of long `ar` work, on stderr so stdout stays the command's output."""
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeRemainingColumn(), console=console, transient=transient)
 
 
 def instant(value: str | None, *, end_of_day: bool = False) -> datetime | None:

@@ -13,10 +13,10 @@ from typing import IO, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.progress import Progress
 from rich.tree import Tree
 
-from ar.common import console, engines, instant, selected, service_settings
+from ar.common import console, engines, instant, progress, selected, service_settings
 from ar.views import customer_view, invoice_view
 from services.registry import SERVICES
 from shared.audit.replay import (
@@ -42,11 +42,6 @@ class Source(StrEnum):
 class Format(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
-
-
-def _progress() -> Progress:
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
-    return Progress(*columns, TimeRemainingColumn(), console=console, transient=True)
 
 
 @app.command("replay")
@@ -91,7 +86,7 @@ def replay(
         until=instant(until),
     )
     names = selected(service)
-    with _progress() as bar:
+    with progress(transient=True) as bar:
         task = bar.add_task(f"reading events from {source.value}", total=None)
         written = asyncio.run(_replay(names, event_filter, source, _writer(fmt, out), bar, task))
     console.print(f"{written} events")

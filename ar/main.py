@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ar import audit, dlq, events
-from ar.common import console, selected, service_settings
+from ar.common import console, progress, selected, service_settings
 from services import SERVICE_PORTS
 from shared.auth import mint_token
 from shared.messaging.kafka import ensure_topics
@@ -211,8 +211,6 @@ def projections_rebuild(
 ) -> None:
     """Replay every reporting topic from offset 0 into shadow tables, then swap them in
     atomically (live reads keep working). Prints the checksums of both sides."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from services.reporting.application.rebuild import Rebuild, RebuildError
     from services.reporting.consumers import TOPICS
     from shared.db import make_engine
@@ -234,8 +232,7 @@ def projections_rebuild(
         finally:
             await engine.dispose()
 
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=console) as bar:
+    with progress() as bar:
         task = bar.add_task("replaying events", total=None)
         try:
             result = asyncio.run(
