@@ -6,12 +6,22 @@ Pydantic's lax mode would accept ``0.1`` (a float that has already lost precisio
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, StrictInt
 
-__all__ = ["Days", "ExactDecimal", "Percent", "Text", "format_decimal", "fractional_places"]
+__all__ = [
+    "FIRST_DAY",
+    "LAST_DAY",
+    "Days",
+    "ExactDecimal",
+    "Percent",
+    "Text",
+    "format_decimal",
+    "fractional_places",
+]
 
 
 def _no_float_or_bool(value: object) -> object:
@@ -31,6 +41,11 @@ Days = Annotated[StrictInt, Field(ge=0, le=3650)]
 
 Text = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"\S")]
 """A required free-text field (reasons, notes) with at least one non-blank character."""
+
+
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+"""The business dates the APIs accept: arithmetic around them (terms, windows, grace days, months
+back or ahead) must stay inside Python's dates, so outside is a 422, never an OverflowError."""
 
 
 def fractional_places(value: Decimal) -> int:

@@ -25,6 +25,7 @@ from services.dunning.domain import case as domain
 from services.dunning.domain.policy import DEFAULT_POLICY, Policy, validate_steps
 from shared.auth import Principal
 from shared.contracts.dunning import DunningPolicyDefined, DunningPolicyRemoved, DunningStep
+from shared.contracts.fields import FIRST_DAY, LAST_DAY
 from shared.db import json_column
 from shared.errors import NotFound
 from shared.events.registry import build_event, registry
@@ -73,8 +74,8 @@ class ResumeBody(Body):
 class PromiseBody(Body):
     invoice_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=100)]
     amount: Money
-    # bounded: every run adds the grace days to it, which must stay inside Python's dates
-    promised_date: Annotated[date, Field(le=date(2999, 12, 31))]
+    # bounded: every run adds the grace days to it
+    promised_date: Annotated[date, Field(le=LAST_DAY)]
     grace_days: Annotated[int, Field(ge=0, le=30)] = 2
     note: Annotated[str, Field(max_length=1000)] | None = None
 
@@ -351,7 +352,7 @@ async def preview_customer(customer_id: str, principal: Reader, session: Session
 # The run's arithmetic (the scheduling horizon, grace days) must stay inside Python's dates.
 PreviewDay = Annotated[
     date | None,
-    Query(ge=date(1900, 1, 1), le=date(2999, 12, 31), description="default: today (UTC)"),
+    Query(ge=FIRST_DAY, le=LAST_DAY, description="default: today (UTC)"),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contracts.fields import LAST_DAY
 from shared.contracts.invoice import Address, LineItem, PaymentMethod, PaymentTerms
 
 CustomerIdField = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -68,7 +69,7 @@ class InvoicePatch(Body):
 class IssueBody(Body):
     # bounded so the due date (issue date + terms) stays inside Python's dates
     issue_date: date | None = Field(
-        None, le=date(2999, 12, 31), description="defaults to today (UTC); at the latest 2999-12-31"
+        None, le=LAST_DAY, description=f"defaults to today (UTC); at the latest {LAST_DAY}"
     )
     override_credit_check: bool = Field(False, description="needs the credit:override scope")
     override_reason: Reason | None = None

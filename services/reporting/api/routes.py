@@ -22,6 +22,7 @@ from services.reporting.application.reads import Scope
 from services.reporting.domain.aging import Basis, parse_boundaries
 from services.reporting.projections.tables import Tables
 from shared.auth import Principal
+from shared.contracts.fields import FIRST_DAY, LAST_DAY
 from shared.errors import ValidationFailed
 from shared.money import Money, currency_exponent
 from shared.web.deps import Requires, db_session, runtime_of
@@ -49,9 +50,6 @@ CustomerFilter = Annotated[
 CurrencyFilter = Annotated[
     CurrencyCode | None, Query(description="Only this currency (no conversion).")
 ]
-# Report dates are bounded so the arithmetic around them (windows, months and weeks back or
-# ahead) stays inside Python's date range: outside, 422 rather than an OverflowError.
-FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 _DAYS = f"{FIRST_DAY} to {LAST_DAY}"
 AsOf = Annotated[
     date | None,
