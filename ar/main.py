@@ -6,20 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ar import audit, dlq, events
 from ar.common import console, progress, selected, service_settings
-from services import SERVICE_PORTS
+from services.processes import ServiceProcess, smtp_server, wait_ready
 from shared.auth import mint_token
 from shared.messaging.kafka import ensure_topics
 from shared.migrations import upgrade
@@ -87,25 +84,6 @@ def auth_token(
     )
 
 
-def _wait_ready(names: list[str], timeout: float) -> dict[str, str]:
-    """Poll /readyz until every service answers 200 or the timeout passes; returns problems."""
-    deadline = time.monotonic() + timeout
-    pending = dict.fromkeys(names, "not started")
-    while pending and time.monotonic() < deadline:
-        for name in list(pending):
-            try:
-                r = httpx.get(f"http://127.0.0.1:{SERVICE_PORTS[name]}/readyz", timeout=2)
-                if r.status_code == 200:
-                    del pending[name]
-                else:
-                    pending[name] = "; ".join(r.json().get("problems", [])) or str(r.status_code)
-            except httpx.HTTPError as exc:
-                pending[name] = type(exc).__name__
-        if pending:
-            time.sleep(0.5)
-    return pending
-
-
 @services_app.command("run")
 def services_run(
     service: list[str] = typer.Option(None, "--service", "-s"),
@@ -113,59 +91,31 @@ def services_run(
     detach: bool = typer.Option(False, help="Start, wait until ready, then return."),
 ) -> None:
     """Start the services with uvicorn, wait until ready, print their URLs; Ctrl-C stops them."""
-    names = selected(service)
-    log_dir = os.environ.get("LEDGERLINE_STATE_DIR", "/var/tmp/ledgerline") + "/logs"  # noqa: S108
-    os.makedirs(log_dir, exist_ok=True)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name in names:
-        port = str(SERVICE_PORTS[name])
-        log_file = open(f"{log_dir}/{name}.log", "ab")
-        procs[name] = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                f"services.{name}.api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                port,
-                "--no-access-log",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=detach,
-        )
-    if "dunning" in names and os.environ.get("LEDGERLINE_LOCAL_SMTP", "1") != "0":
-        # The dunning service's e-mail goes to the project's own SMTP server locally; its
-        # messages land in $LEDGERLINE_STATE_DIR/mail as .eml files.
-        mail_dir = os.path.dirname(log_dir) + "/mail"
-        procs["smtp"] = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [
-                sys.executable,
-                "-m",
-                "services.dunning.adapters.smtp_server",
-                "--port",
-                os.environ.get("LEDGERLINE_DUNNING_SMTP_PORT", "2525"),
-                "--maildir",
-                mail_dir,
-            ],
-            stdout=open(f"{log_dir}/smtp.log", "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=detach,
-        )
-    problems = _wait_ready(names, ready_timeout)
+    processes = [ServiceProcess(name, detach=detach) for name in selected(service)]
+    log_dir = processes[0].log_dir
+    for process in processes:
+        process.start()
+    smtp = None
+    if "dunning" in selected(service) and os.environ.get("LEDGERLINE_LOCAL_SMTP", "1") != "0":
+        smtp = smtp_server(log_dir, detach)
+    problems = wait_ready(processes, ready_timeout)
     table = Table(title="Ledgerline services")
     for column in ("service", "url", "docs", "state"):
         table.add_column(column)
-    for name in names:
-        url = f"http://127.0.0.1:{SERVICE_PORTS[name]}"
-        table.add_row(name, url, f"{url}/docs", problems.get(name, "ready"))
+    for process in processes:
+        table.add_row(
+            process.name, process.url, f"{process.url}/docs", problems.get(process.name, "ready")
+        )
     Console().print(table)
+
+    def stop_all() -> None:
+        for process in processes:
+            process.stop()
+        if smtp is not None:
+            smtp.terminate()
+
     if problems:
-        for proc in procs.values():
-            proc.terminate()
+        stop_all()
         console.print(f"[red]not ready:[/] {problems} (logs in {log_dir})")
         raise typer.Exit(1)
     if detach:
@@ -178,15 +128,9 @@ def services_run(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    while not stop and all(p.poll() is None for p in procs.values()):
+    while not stop and all(p.alive for p in processes):
         time.sleep(0.5)
-    for proc in procs.values():
-        proc.terminate()
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_all()
 
 
 @services_app.command("check")
@@ -195,7 +139,7 @@ def services_check(
     timeout: float = typer.Option(5.0),
 ) -> None:
     """Exit 0 when every selected service's /readyz answers 200."""
-    problems = _wait_ready(selected(service), timeout)
+    problems = wait_ready([ServiceProcess(name) for name in selected(service)], timeout)
     for name in selected(service):
         console.print(f"{name}: {problems.get(name, 'ready')}")
     if problems:
