@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import checked_schema
+from shared.errors import ConcurrencyConflict
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import AppendContext
 from shared.messaging.kafka import Headers, header
@@ -84,6 +86,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     batches: int = 0
     infra_failures: int = 0
+    conflicts: int = 0  # batches or records re-run in a new transaction
     last_error: str | None = None
     lag_by_partition: dict[str, int] = field(default_factory=dict)
 
@@ -96,6 +99,10 @@ def _is_infrastructure_error(exc: BaseException) -> bool:
 
 class _InfrastructureFailure(Exception):
     pass
+
+
+class _StaleTransaction(Exception):
+    """A handler met a concurrency conflict: only a new transaction can succeed."""
 
 
 class ConsumerRuntime:
@@ -218,18 +225,20 @@ class ConsumerRuntime:
     # ---- one batch ---------------------------------------------------------------------------
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply a batch in one transaction, then commit offsets. Public for tests."""
+        """Apply a batch in one transaction, then commit offsets. Public for tests.
+
+        When a handler meets a concurrency conflict, retrying inside the same transaction cannot
+        help (its transaction id stays older than the competing writer's, and it holds the rows
+        the competitor waits for), so the batch is rolled back and its records are applied one
+        transaction each, every attempt in a fresh transaction."""
         applied: list[datetime] = []  # when each applied event was recorded at its source
         try:
-            async with self.sessions() as session, session.begin():
-                for record in records:
-                    await self._process_one(session, record, applied)
-        except _InfrastructureFailure:
-            raise
-        except Exception as exc:
-            if _is_infrastructure_error(exc):
-                raise _InfrastructureFailure(str(exc)) from exc
-            raise
+            await self._apply(records, applied, last_attempt=False)
+        except _StaleTransaction:
+            self.stats.conflicts += 1
+            applied = []
+            for record in records:
+                await self._apply_alone(record, applied)
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
@@ -246,11 +255,40 @@ class ConsumerRuntime:
         self.stats.batches += 1
         observe_applied(self.group_id, applied)  # now visible to readers of this service
 
+    async def _apply(
+        self,
+        records: list[ConsumerRecord[bytes, bytes]],
+        applied: list[datetime],
+        last_attempt: bool,
+    ) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                for record in records:
+                    await self._process_one(session, record, applied, last_attempt)
+        except (_InfrastructureFailure, _StaleTransaction):
+            raise
+        except Exception as exc:
+            if _is_infrastructure_error(exc):
+                raise _InfrastructureFailure(str(exc)) from exc
+            raise
+
+    async def _apply_alone(
+        self, record: ConsumerRecord[bytes, bytes], applied: list[datetime]
+    ) -> None:
+        for attempt in range(1, self.max_retries + 2):
+            try:
+                await self._apply([record], applied, last_attempt=attempt > self.max_retries)
+                return
+            except _StaleTransaction:
+                self.stats.conflicts += 1
+                await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1) * random.random())
+
     async def _process_one(
         self,
         session: AsyncSession,
         record: ConsumerRecord[bytes, bytes],
         applied: list[datetime],
+        last_attempt: bool,
     ) -> None:
         ctx = MessageContext(record.topic, record.partition, record.offset, self.group_id)
         try:
@@ -297,6 +335,8 @@ class ConsumerRuntime:
             except Exception as exc:
                 if _is_infrastructure_error(exc):
                     raise _InfrastructureFailure(str(exc)) from exc
+                if isinstance(exc, ConcurrencyConflict) and not last_attempt:
+                    raise _StaleTransaction(str(exc)) from exc
                 last_error = exc
                 log.warning(
                     "group %s: %s at %s:%d:%d failed (attempt %d): %r",

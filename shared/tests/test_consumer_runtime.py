@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.audit import dlq
 from shared.consumer import ConsumerRuntime, MessageContext
 from shared.errors import StateConflict
-from shared.events.envelope import EventEnvelope
+from shared.events.envelope import EventEnvelope, NewEvent
+from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore
 from shared.messaging.kafka import envelope_headers, header, make_consumer, make_producer
 from shared.settings import KafkaSettings
 from shared.tests.kafka_helpers import read_topic
@@ -266,6 +267,55 @@ async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves
             )
         ).scalar_one()
     assert outcome == "processed"
+
+
+class ContendedAccount(Recorder):
+    """Appends every event to one shared stream; for `contended`, a younger transaction
+    (as an API request of the same service would) appends to that stream first and commits."""
+
+    def __init__(self, table: str, schema: str, sessions: async_sessionmaker[AsyncSession]):
+        super().__init__(table)
+        self.store = EventStore(schema)
+        self.competitor = sessions
+        self.ctx = AppendContext(tenant_id="acme", actor="client:test")
+
+    async def append(self, session: AsyncSession, label: str) -> None:
+        event = NewEvent(event_type="Touched", schema_version=1, payload={"label": label})
+        await self.store.append(session, "account-1", ANY_VERSION, [event], self.ctx)
+
+    async def __call__(self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext) -> None:
+        await super().__call__(session, e, ctx)
+        if e.payload["label"] == "contended" and self.calls["contended"] == 1:
+            async with self.competitor() as other, other.begin():
+                await self.append(other, "api request")
+        await self.append(session, e.payload["label"])
+
+
+async def test_a_concurrency_conflict_is_retried_in_a_new_transaction_not_dead_lettered(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """Regression: retries ran in savepoints of the batch's transaction, whose id stayed older
+    than the competing writer's, so the event store refused every attempt and the event was
+    dead-lettered (the credit service lost invoices under load this way)."""
+    await publish(
+        producer, fresh_topic, make_envelope("contended"), make_envelope("a"), make_envelope("b")
+    )  # `contended` first: the competitor must not wait on rows this batch already wrote
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    handler = ContendedAccount(effects_table, scratch_schema, sessions)
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(rt, lambda: rt.stats.processed + rt.stats.dead_lettered >= 3)
+
+    assert rt.stats.dead_lettered == 0
+    assert rt.stats.conflicts >= 1
+    assert await effect_labels(sessions, effects_table) == ["a", "b", "contended"]
+    async with sessions() as s:
+        written = await EventStore(scratch_schema).read_stream(s, "account-1", tenant_id="acme")
+    assert sorted(e.payload["label"] for e in written) == ["a", "api request", "b", "contended"]
 
 
 async def test_a_transient_failure_is_retried_without_dlq(
