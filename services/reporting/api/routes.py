@@ -141,6 +141,10 @@ async def aging_report(
     ] = None,
     customer_id: CustomerFilter = None,
     currency: CurrencyFilter = None,
+    detail: Annotated[
+        Literal["customers", "totals"],
+        Query(description="`totals`: only the company's totals per currency, no customer lines."),
+    ] = "customers",
     format: FormatParam = "json",
 ) -> Any:
     try:
@@ -148,7 +152,13 @@ async def aging_report(
     except ValueError as exc:
         raise ValidationFailed(str(exc), {"buckets": buckets}) from None
     report = await reports.aging(
-        session, t, _scope(principal, customer_id, currency), as_of or _today(), basis, boundaries
+        session,
+        t,
+        _scope(principal, customer_id, currency),
+        as_of or _today(),
+        basis,
+        boundaries,
+        customers=detail == "customers",
     )
     keys = [b["key"] for b in report["buckets"]]
     rows = [{**c, **c["buckets"]} for c in report["customers"]] + [

@@ -4,6 +4,7 @@ of the pure calculations in `domain/`, dated by business date so any past date c
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -12,7 +13,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.reporting.domain.aging import InvoicePosition, Obligation
+from services.reporting.domain.aging import (
+    Basis,
+    Bucket,
+    InvoicePosition,
+    Obligation,
+    OpenGroup,
+    bucket_thresholds,
+)
 from services.reporting.domain.currency import Converter
 from services.reporting.domain.metrics import DailyActivity
 from services.reporting.projections.tables import Tables
@@ -88,11 +96,84 @@ async def positions(
     ]
 
 
-async def customer_names(session: AsyncSession, t: Tables, tenant_id: str) -> dict[str, str]:
+async def aging_horizon(session: AsyncSession, t: Tables, tenant_id: str) -> date | None:
+    """The first date the open-items tables answer the aging for, or None if they can't (no
+    invoices yet, or invoices projected before those tables existed and not rebuilt since)."""
+    row = (
+        await session.execute(
+            text(f"SELECT latest_on, complete FROM {t.aging_horizons} WHERE tenant_id = :t"),
+            {"t": tenant_id},
+        )
+    ).first()
+    return row.latest_on if row is not None and row.complete else None
+
+
+async def open_groups(
+    session: AsyncSession,
+    t: Tables,
+    scope: Scope,
+    as_of: date,
+    basis: Basis,
+    buckets: list[Bucket],
+    *,
+    by_customer: bool,
+) -> list[OpenGroup]:
+    """Open amounts summed by bucket, per customer (from the open items) or for the whole
+    tenant (from the open totals); valid for dates on or after the tenant's aging horizon."""
+    anchor = "due_date" if basis is Basis.DUE_DATE else "issue_date"
+    if by_customer:
+        source, customer, invoices = t.open_items, "customer_id", "COUNT(*) FILTER (WHERE seq = 0)"
+    else:
+        source, customer, invoices = t.open_totals, "NULL", "SUM(invoices)"
     rows = await session.execute(
-        text(f"SELECT customer_id, name FROM {t.customers} WHERE tenant_id = :t"),
-        {"t": tenant_id},
+        text(
+            f"""SELECT {customer} AS customer_id, currency,
+                       width_bucket(CAST(:as_of AS date) - {anchor}, CAST(:thresholds AS int[]))
+                           AS bucket,
+                       SUM(undisputed_minor) AS undisputed, SUM(disputed_minor) AS disputed,
+                       {invoices} AS invoices,
+                       SUM(undisputed_minor) FILTER (WHERE due_date < :as_of) AS overdue,
+                       MAX(CAST(:as_of AS date) - due_date)
+                           FILTER (WHERE due_date < :as_of AND undisputed_minor > 0) AS oldest
+                FROM {source} g
+                WHERE g.tenant_id = :t AND (undisputed_minor <> 0 OR disputed_minor <> 0)
+                      {scope.filters("g")}
+                GROUP BY 1, 2, 3"""
+        ),
+        scope.params(as_of=as_of, thresholds=bucket_thresholds(buckets)),
     )
+    return [
+        OpenGroup(
+            customer_id=r.customer_id,
+            currency=r.currency,
+            bucket=buckets[r.bucket].key,
+            undisputed=int(r.undisputed),
+            disputed=int(r.disputed),
+            invoices=int(r.invoices),
+            overdue=int(r.overdue or 0),
+            oldest_days_overdue=int(r.oldest or 0),
+        )
+        for r in rows
+    ]
+
+
+async def customer_names(
+    session: AsyncSession, t: Tables, tenant_id: str, only: Iterable[str] | None = None
+) -> dict[str, str]:
+    """Names of the tenant's customers (of those in `only`, if given)."""
+    if only is None:
+        rows = await session.execute(
+            text(f"SELECT customer_id, name FROM {t.customers} WHERE tenant_id = :t"),
+            {"t": tenant_id},
+        )
+    else:
+        rows = await session.execute(
+            text(
+                f"""SELECT customer_id, name FROM {t.customers}
+                    WHERE tenant_id = :t AND customer_id = ANY(:ids)"""
+            ),
+            {"t": tenant_id, "ids": sorted(set(only))},
+        )
     return {r.customer_id: r.name for r in rows}
 
 

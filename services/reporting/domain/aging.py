@@ -143,21 +143,52 @@ class AgingLine:
     overdue: int = 0
     oldest_days_overdue: int = 0
     invoices: set[str] = field(default_factory=set)
+    invoice_count: int = 0
 
     @property
     def total(self) -> int:
         return sum(self.buckets.values()) + self.disputed
+
+    def add_group(self, group: OpenGroup) -> None:
+        """Open amounts already summed by bucket (today's aging from the open-items tables)."""
+        self.buckets[group.bucket] += group.undisputed
+        self.disputed += group.disputed
+        self.invoice_count += group.invoices
+        self.overdue += group.overdue
+        self.oldest_days_overdue = max(self.oldest_days_overdue, group.oldest_days_overdue)
 
     def add(self, portion: OpenPortion, as_of: date, basis: Basis, buckets: list[Bucket]) -> None:
         days = age_in_days(portion, as_of, basis)
         bucket = next(b for b in buckets if b.holds(days))
         self.buckets[bucket.key] += portion.undisputed
         self.disputed += portion.disputed
-        self.invoices.add(portion.invoice_id)
+        if portion.invoice_id not in self.invoices:
+            self.invoices.add(portion.invoice_id)
+            self.invoice_count += 1
         past_due = (as_of - portion.due_date).days
         if past_due > 0 and portion.undisputed > 0:
             self.overdue += portion.undisputed
             self.oldest_days_overdue = max(self.oldest_days_overdue, past_due)
+
+
+@dataclass(frozen=True)
+class OpenGroup:
+    """Open portions of one customer (None: all customers) and currency in one bucket."""
+
+    customer_id: str | None
+    currency: str
+    bucket: str
+    undisputed: int
+    disputed: int
+    invoices: int  # invoices whose oldest open portion is in this group
+    overdue: int
+    oldest_days_overdue: int
+
+
+def bucket_thresholds(buckets: Sequence[Bucket]) -> list[int]:
+    """Lower bounds of every bucket after the first: the `k`-th bucket holds the days with
+    exactly `k` thresholds at or below them (Postgres' `width_bucket` over this array)."""
+    return [b.from_days for b in buckets[1:] if b.from_days is not None]
 
 
 @dataclass(frozen=True)
@@ -169,16 +200,34 @@ class Aging:
 def age(
     positions: Iterable[InvoicePosition], as_of: date, basis: Basis, buckets: list[Bucket]
 ) -> Aging:
-    def line(currency: str) -> AgingLine:
-        return AgingLine(currency, {b.key: 0 for b in buckets})
-
     by_customer: dict[tuple[str, str], AgingLine] = {}
     totals: dict[str, AgingLine] = {}
     for position in positions:
         for portion in open_portions(position):
             key = (portion.customer_id, portion.currency)
-            by_customer.setdefault(key, line(portion.currency)).add(portion, as_of, basis, buckets)
-            totals.setdefault(portion.currency, line(portion.currency)).add(
+            by_customer.setdefault(key, _empty_line(portion.currency, buckets)).add(
+                portion, as_of, basis, buckets
+            )
+            totals.setdefault(portion.currency, _empty_line(portion.currency, buckets)).add(
                 portion, as_of, basis, buckets
             )
     return Aging(by_customer, totals)
+
+
+def age_groups(groups: Iterable[OpenGroup], buckets: list[Bucket]) -> Aging:
+    """The same Aging as `age`, from groups: customer lines from groups with a customer, the
+    totals from groups without one."""
+    by_customer: dict[tuple[str, str], AgingLine] = {}
+    totals: dict[str, AgingLine] = {}
+    for group in groups:
+        if group.customer_id is None:
+            line = totals.setdefault(group.currency, _empty_line(group.currency, buckets))
+        else:
+            key = (group.customer_id, group.currency)
+            line = by_customer.setdefault(key, _empty_line(group.currency, buckets))
+        line.add_group(group)
+    return Aging(by_customer, totals)
+
+
+def _empty_line(currency: str, buckets: list[Bucket]) -> AgingLine:
+    return AgingLine(currency, {b.key: 0 for b in buckets})

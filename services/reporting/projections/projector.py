@@ -14,11 +14,14 @@ as running balances, so any report can be computed as of any past date.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from datetime import date
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.reporting.domain.aging import InvoicePosition, Obligation, open_portions
 from services.reporting.projections.tables import Tables
 from shared.consumer import MessageContext
 from shared.contracts import invoice as inv
@@ -67,12 +70,15 @@ class Projector:
             case inv.CustomerRegistered() | inv.CustomerUpdated():
                 await self._customer(session, env, event)
             case inv.InvoiceIssued():
-                await self._issued(session, env, event)
+                if await self._issued(session, env, event):
+                    await self._refresh_open_items(session, env.tenant_id, event.invoice_id)
             case pay.PaymentReceived():
                 await self._payment_received(session, env, event)
             case _ if event.event_type in _INVOICE_CHANGES:
                 if await self._advance(session, self.t.invoices, "invoice_id", env, event):
                     await _INVOICE_CHANGES[event.event_type](self, session, env, event)
+                    invoice_id = getattr(event, "invoice_id")  # noqa: B009 - every invoice change has one
+                    await self._refresh_open_items(session, env.tenant_id, invoice_id)
             case _ if event.event_type in _PAYMENT_CHANGES:
                 if await self._advance(session, self.t.payments, "payment_id", env, event):
                     await _PAYMENT_CHANGES[event.event_type](self, session, env, event)
@@ -121,7 +127,7 @@ class Projector:
 
     async def _issued(
         self, session: AsyncSession, env: EventEnvelope, e: inv.InvoiceIssued
-    ) -> None:
+    ) -> bool:
         inserted = await session.execute(
             text(
                 f"""INSERT INTO {self.t.invoices} (tenant_id, invoice_id, customer_id, number,
@@ -143,7 +149,7 @@ class Projector:
             },
         )
         if inserted.first() is None:
-            return  # a duplicate: issued once only
+            return False  # a duplicate: issued once only
         for seq, installment in enumerate(e.installments):
             await self._obligation(
                 session,
@@ -158,6 +164,7 @@ class Projector:
                 due_date=installment.due_date,
                 amount=installment.amount.amount,
             )
+        return True
 
     async def _payment_received(
         self, session: AsyncSession, env: EventEnvelope, e: pay.PaymentReceived
@@ -439,6 +446,144 @@ class Projector:
             cur=e.amount.currency,
             amount=e.amount.amount,
             on=on,
+        )
+
+    # ---- open items: today's aging without folding every invoice --------------------------------
+
+    async def _refresh_open_items(
+        self, session: AsyncSession, tenant_id: str, invoice_id: uuid.UUID
+    ) -> None:
+        """Recompute the invoice's open portions as they stand after all its events (the same
+        fold as a report as of any date on or after the tenant's horizon), and move the
+        tenant's totals by the difference."""
+        t, params = self.t, {"t": tenant_id, "i": invoice_id}
+        rows = (await session.execute(self._state_sql, params)).all()
+        if not rows:
+            return  # an event about an invoice this projection never saw issued
+        first = rows[0]
+        position = InvoicePosition(
+            invoice_id=str(invoice_id),
+            customer_id=first.customer_id,
+            currency=first.currency,
+            issue_date=first.issue_date,
+            obligations=tuple(Obligation(r.due_date, r.amount_minor) for r in rows),
+            settled=int(first.settled),
+            disputed=int(first.disputed),
+        )
+        portions = open_portions(position) if first.closed_on is None else []
+        old = (await session.execute(self._items_sql, params)).all()
+        deltas: dict[tuple[str, date, date], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for n, item in enumerate(old):
+            delta = deltas[(item.currency, item.due_date, item.issue_date)]
+            delta[0] -= item.undisputed_minor
+            delta[1] -= item.disputed_minor
+            delta[2] -= 1 if n == 0 else 0
+        for n, portion in enumerate(portions):
+            delta = deltas[(portion.currency, portion.due_date, portion.issue_date)]
+            delta[0] += portion.undisputed
+            delta[1] += portion.disputed
+            delta[2] += 1 if n == 0 else 0
+        if old:
+            await _run(
+                session,
+                f"DELETE FROM {t.open_items} WHERE tenant_id = :t AND invoice_id = :i",
+                **params,
+            )
+        if portions:
+            await session.execute(
+                text(
+                    f"""INSERT INTO {t.open_items} (tenant_id, invoice_id, seq, customer_id,
+                            currency, issue_date, due_date, undisputed_minor, disputed_minor)
+                        VALUES (:t, :i, :seq, :c, :cur, :issued, :due, :open, :disputed)"""
+                ),
+                [
+                    {
+                        **params,
+                        "seq": n,
+                        "c": p.customer_id,
+                        "cur": p.currency,
+                        "issued": p.issue_date,
+                        "due": p.due_date,
+                        "open": p.undisputed,
+                        "disputed": p.disputed,
+                    }
+                    for n, p in enumerate(portions)
+                ],
+            )
+        changes = [
+            {
+                "t": tenant_id,
+                "cur": cur,
+                "due": due,
+                "issued": issued,
+                "open": d[0],
+                "disputed": d[1],
+                "n": d[2],
+            }
+            for (cur, due, issued), d in sorted(deltas.items())  # one lock order: no deadlock
+            if any(d)
+        ]
+        if changes:
+            await session.execute(
+                text(
+                    f"""INSERT INTO {t.open_totals} AS o (tenant_id, currency, due_date,
+                            issue_date, undisputed_minor, disputed_minor, invoices)
+                        VALUES (:t, :cur, :due, :issued, :open, :disputed, :n)
+                        ON CONFLICT (tenant_id, currency, due_date, issue_date) DO UPDATE SET
+                            undisputed_minor = o.undisputed_minor + EXCLUDED.undisputed_minor,
+                            disputed_minor = o.disputed_minor + EXCLUDED.disputed_minor,
+                            invoices = o.invoices + EXCLUDED.invoices"""
+                ),
+                changes,
+            )
+        latest = max(
+            d
+            for d in (
+                first.issue_date,
+                first.closed_on,
+                first.latest_settlement,
+                first.latest_dispute,
+                *(r.arises_on for r in rows),
+            )
+            if d is not None
+        )
+        await _run(
+            session,
+            f"""INSERT INTO {t.aging_horizons} AS h (tenant_id, latest_on, complete)
+                VALUES (:t, :latest, NOT EXISTS (SELECT 1 FROM {t.invoices}
+                                                 WHERE tenant_id = :t AND invoice_id <> :i))
+                ON CONFLICT (tenant_id) DO UPDATE SET latest_on = EXCLUDED.latest_on
+                WHERE h.latest_on < EXCLUDED.latest_on""",
+            latest=latest,
+            **params,
+        )
+
+    @property
+    def _state_sql(self) -> TextClause:
+        t = self.t
+        return text(
+            f"""SELECT i.customer_id, i.currency, i.issue_date, i.closed_on,
+                       o.due_date, o.amount_minor, o.arises_on,
+                       s.settled, s.latest AS latest_settlement,
+                       d.disputed, d.latest AS latest_dispute
+                FROM {t.invoices} i
+                JOIN {t.obligations} o ON o.tenant_id = i.tenant_id AND o.invoice_id = i.invoice_id
+                CROSS JOIN (SELECT COALESCE(SUM(amount_minor), 0) AS settled,
+                                   MAX(effective_on) AS latest
+                            FROM {t.settlements} WHERE tenant_id = :t AND invoice_id = :i) s
+                CROSS JOIN (SELECT COALESCE(SUM(amount_minor) FILTER (WHERE resolved_on IS NULL),
+                                            0) AS disputed,
+                                   MAX(GREATEST(opened_on, resolved_on)) AS latest
+                            FROM {t.disputes} WHERE tenant_id = :t AND invoice_id = :i) d
+                WHERE i.tenant_id = :t AND i.invoice_id = :i
+                ORDER BY o.due_date, o.seq"""
+        )
+
+    @property
+    def _items_sql(self) -> TextClause:
+        return text(
+            f"""SELECT currency, issue_date, due_date, undisputed_minor, disputed_minor
+                FROM {self.t.open_items} WHERE tenant_id = :t AND invoice_id = :i ORDER BY seq"""
         )
 
 

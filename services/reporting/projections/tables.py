@@ -18,6 +18,9 @@ PROJECTION_TABLES = (
     "payments",
     "allocations",
     "payment_returns",
+    "open_items",
+    "open_totals",
+    "aging_horizons",
 )
 LIVE_PROJECTION = "reporting"
 SHADOW_SUFFIX = "_rebuild"
@@ -69,6 +72,18 @@ class Tables:
     @property
     def payment_returns(self) -> str:
         return self.table("payment_returns")
+
+    @property
+    def open_items(self) -> str:
+        return self.table("open_items")
+
+    @property
+    def open_totals(self) -> str:
+        return self.table("open_totals")
+
+    @property
+    def aging_horizons(self) -> str:
+        return self.table("aging_horizons")
 
     @property
     def projection(self) -> str:
