@@ -27,10 +27,12 @@ from services.credit.domain.defaults import adopt_default
 from shared.contracts.credit import CreditCheckReason
 from shared.errors import NotFound
 from shared.events.registry import EventPayload, registry
+from shared.eventstore.cache import FoldCache
 from shared.eventstore.store import AppendContext, EventStore
 from shared.money import Money, Rounding
 
 store = EventStore(SCHEMA)
+_folded_accounts: FoldCache[CreditAccountState] = FoldCache(store, accounts.evolve)
 T = TypeVar("T")
 
 
@@ -45,10 +47,7 @@ def account_stream(tenant_id: str, customer_id: str) -> str:
 async def find_account(
     session: AsyncSession, tenant_id: str, customer_id: str
 ) -> tuple[CreditAccountState | None, int]:
-    envelopes = await store.read_stream(
-        session, account_stream(tenant_id, customer_id), tenant_id=tenant_id
-    )
-    return accounts.replay(registry.decode(e) for e in envelopes), len(envelopes)
+    return await _folded_accounts.load(session, account_stream(tenant_id, customer_id), tenant_id)
 
 
 async def load_account(
