@@ -14,6 +14,7 @@ issuing policy (a setting) decides what that means.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,7 +67,7 @@ class CreditCheckClient:
             headers["traceparent"] = traceparent  # the credit check joins the request's trace
         body = {"customer_id": customer_id, "amount": amount.model_dump(), "reference": reference}
         try:
-            response = await self._client.post("/v1/credit-checks", json=body, headers=headers)
+            response = await self._post(body, headers)
         except httpx.HTTPError as exc:
             log.warning("credit check for %s unavailable: %r", reference, exc)
             return CreditDecision("unavailable")
@@ -86,6 +87,16 @@ class CreditCheckClient:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("credit check for %s: unreadable answer (%s)", reference, exc)
             return CreditDecision("unavailable")
+
+    async def _post(self, body: Mapping[str, object], headers: dict[str, str]) -> httpx.Response:
+        """Once more on a broken connection (the server closed an idle keep-alive connection as
+        it was reused, seen under load): safe, because the check is idempotent per reference.
+        A timeout is not retried: the caller's latency budget is spent."""
+        try:
+            return await self._client.post("/v1/credit-checks", json=body, headers=headers)
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            log.info("credit check connection broke (%r); retrying once", exc)
+            return await self._client.post("/v1/credit-checks", json=body, headers=headers)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -67,3 +67,28 @@ async def test_refused_connection_and_garbage_are_unavailable() -> None:
         await send({"type": "http.response.body", "body": b'{"outcome": "maybe"}'})
 
     assert (await check(client_for(garbage))).outcome == "unavailable"
+
+
+async def test_a_broken_connection_is_retried_once() -> None:
+    """A keep-alive connection the server closed as it was reused fails with ReadError; the
+    check is idempotent per reference, so it is sent again (once)."""
+    calls = 0
+    answer = {"check_id": "chk-1", "outcome": "passed", "reasons": []}
+
+    def flaky(failures: int) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls <= failures:
+                raise httpx.ReadError("connection closed by peer", request=request)
+            return httpx.Response(200, json=answer)
+
+        return httpx.MockTransport(handle)
+
+    once = CreditCheckClient("http://credit", transport=flaky(1))
+    assert (await check(once)).outcome == "passed"
+    assert calls == 2
+    calls = 0
+    twice = CreditCheckClient("http://credit", transport=flaky(2))
+    assert (await check(twice)).outcome == "unavailable"
+    assert calls == 2
