@@ -1,5 +1,5 @@
 """`ar` command line: migrations, Kafka topics, dev tokens, running the services, projections;
-events, audit and dlq live in their own modules."""
+events, audit, dlq and ledger live in their own modules."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ar import audit, dlq, events
+from ar import audit, dlq, events, ledger
 from ar.common import console, progress, selected, service_settings
 from services.processes import ServiceProcess, smtp_server, wait_ready
 from shared.auth import mint_token
@@ -36,6 +36,7 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(events.app, name="events")
 app.add_typer(audit.app, name="audit")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(ledger.app, name="ledger")
 
 
 @db_app.command("migrate")

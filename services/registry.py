@@ -48,9 +48,11 @@ def _dunning(_: ServiceSettings) -> list[ConsumerSpec]:
 
 
 def _reporting(settings: ServiceSettings) -> list[ConsumerSpec]:
+    from services.reporting.config import ReportingSettings
     from services.reporting.consumers import consumers
 
-    return consumers(settings.schema_name)
+    assert isinstance(settings, ReportingSettings)
+    return consumers(settings.schema_name, journal=settings.run_journal)
 
 
 _CONSUMERS: dict[str, Callable[[ServiceSettings], list[ConsumerSpec]]] = {

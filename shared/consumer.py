@@ -101,6 +101,12 @@ class _InfrastructureFailure(Exception):
     pass
 
 
+class Unprocessable(Exception):
+    """A handler's refusal that retrying cannot cure (it waits for something else to change:
+    an exchange rate loaded, an earlier event re-driven), so the event is dead-lettered at once
+    instead of after the retries, and can be re-driven when the cause is fixed."""
+
+
 class _StaleTransaction(Exception):
     """A handler met a concurrency conflict: only a new transaction can succeed."""
 
@@ -337,6 +343,9 @@ class ConsumerRuntime:
                     raise _InfrastructureFailure(str(exc)) from exc
                 if isinstance(exc, ConcurrencyConflict) and not last_attempt:
                     raise _StaleTransaction(str(exc)) from exc
+                if isinstance(exc, Unprocessable):
+                    await self._dead_letter(session, record, envelope, exc, attempts=attempt)
+                    return
                 last_error = exc
                 log.warning(
                     "group %s: %s at %s:%d:%d failed (attempt %d): %r",

@@ -13,3 +13,6 @@ class ReportingSettings(ServiceSettings):
 
     service_name: str = "reporting"
     http_port: int = SERVICE_PORTS["reporting"]
+    # The general-ledger journal's consumer group (docs/accounting.md); off only to run the
+    # service without it, e.g. to compare benchmarks or to run the journal elsewhere.
+    run_journal: bool = True

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.audit import dlq
-from shared.consumer import ConsumerRuntime, MessageContext
+from shared.consumer import ConsumerRuntime, MessageContext, Unprocessable
 from shared.errors import StateConflict
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore
@@ -316,6 +316,36 @@ async def test_a_concurrency_conflict_is_retried_in_a_new_transaction_not_dead_l
     async with sessions() as s:
         written = await EventStore(scratch_schema).read_stream(s, "account-1", tenant_id="acme")
     assert sorted(e.payload["label"] for e in written) == ["a", "api request", "b", "contended"]
+
+
+async def test_an_unprocessable_event_is_dead_lettered_at_once(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """Retrying cannot cure it (it waits for a rate to be loaded, say): no retries, no waiting."""
+
+    class NeedsRate(Recorder):
+        async def __call__(
+            self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext
+        ) -> None:
+            await super().__call__(session, e, ctx)
+            if e.payload["label"] == "no rate":
+                raise Unprocessable("no JPY->EUR rate")
+
+    await publish(producer, fresh_topic, make_envelope("no rate"), make_envelope("ok"))
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", NeedsRate(effects_table)
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(rt, lambda: rt.stats.processed >= 1 and rt.stats.dead_lettered >= 1)
+
+    assert handler.calls["no rate"] == 1
+    assert await effect_labels(sessions, effects_table) == ["ok"]
+    [dead] = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=1)
+    assert header(dead.headers, "dlq.attempts") == "1"
+    assert header(dead.headers, "dlq.error.type") == "Unprocessable"
 
 
 async def test_a_transient_failure_is_retried_without_dlq(

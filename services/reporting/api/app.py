@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from services.reporting.api import ledger_routes
 from services.reporting.api.routes import pages, router
 from services.reporting.config import ReportingSettings
 from services.reporting.consumers import consumers
@@ -14,7 +15,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         settings,
         title="Ledgerline reporting service",
         description="Aging as of any date, DSO, ADP, CEI, payment behaviour, cash forecast; "
-        "BI tables and a dashboard.",
-        routers=[router, pages],
-        consumers=consumers(settings.schema_name),
+        "BI tables and a dashboard; the general-ledger journal, its exports and reconciliation.",
+        routers=[router, ledger_routes.router, pages],
+        consumers=consumers(settings.schema_name, journal=settings.run_journal),
     )

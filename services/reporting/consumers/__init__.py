@@ -1,5 +1,8 @@
-"""The reporting service's consumer group: every topic whose facts the reports need."""
+"""The reporting service's consumer groups: the projections (every topic whose facts the
+reports need) and the journal (the invoice and payment streams, which carry every financial
+event). Two groups, so that one stalled on an event never holds up the other."""
 
+from services.reporting.projections.journal import JournalProjector
 from services.reporting.projections.projector import Projector
 from services.reporting.projections.tables import Tables
 from shared.topics import event_topic
@@ -11,6 +14,14 @@ TOPICS = (
     event_topic("payments", "payment"),
 )
 
+JOURNAL_TOPICS = (
+    event_topic("invoice", "invoice"),
+    event_topic("payments", "payment"),
+)
 
-def consumers(schema: str) -> list[ConsumerSpec]:
-    return [ConsumerSpec("reporting.projections", TOPICS, Projector(Tables(schema)))]
+
+def consumers(schema: str, *, journal: bool = True) -> list[ConsumerSpec]:
+    specs = [ConsumerSpec("reporting.projections", TOPICS, Projector(Tables(schema)))]
+    if journal:
+        specs.append(ConsumerSpec("reporting.journal", JOURNAL_TOPICS, JournalProjector(schema)))
+    return specs
