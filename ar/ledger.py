@@ -1,5 +1,6 @@
 """`ar ledger`: export the journal incrementally, sync it to a Beancount file, reconcile the AR
-subledger with the control account, print the trial balance (docs/accounting.md)."""
+subledger with the control account, print the trial balance, revalue open foreign items at a
+period end (docs/accounting.md)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ar.common import console, engines, service_settings
 from services.reporting.application import ledger
 from services.reporting.application.connectors import BeancountFileConnector, SyncResult, sync
+from services.reporting.application.revaluation import (
+    RevaluationRun,
+    revalue,
+    validate_period_end,
+)
 from services.reporting.projections.journal_store import LedgerTables
 from shared.db import make_sessionmaker
+from shared.errors import ValidationFailed
 from shared.money import Money
 
 app = typer.Typer(
@@ -248,3 +255,61 @@ def trial_balance(
         console.print(f"[red]does not balance:[/] {report['totals']} {report['functional_totals']}")
         raise typer.Exit(1)
     console.print("balanced")
+
+
+# ---------------------------------------------------------------------------- revaluation
+
+
+async def _revalue(tenant: str, period_end: date) -> RevaluationRun:
+    async with _reporting() as (sessions, t), sessions() as session, session.begin():
+        return await revalue(session, t, tenant, period_end)
+
+
+@app.command("revalue")
+def revalue_command(
+    tenant: str = TENANT,
+    period_end: str = typer.Option(
+        ..., "--period-end", help="ISO date: the period's last day (reversal the day after)."
+    ),
+) -> None:
+    """Revalue the open foreign receivables and unapplied cash at the period-end rate
+    (unrealized FX), reversed on the next day. Idempotent: running the same period end again
+    posts nothing. Exit 1 when a rate is missing (nothing is posted)."""
+    day = _as_of(period_end)
+    try:
+        validate_period_end(day, datetime.now(UTC).date())
+        run = asyncio.run(_revalue(tenant, day))
+    except ValidationFailed as exc:
+        console.print(f"[red]{exc.message}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    functional = run.functional_currency or ""
+    if run.revaluations:
+        table = Table(title=f"Revaluation at {run.period_end} ({functional})")
+        for column in (
+            "document",
+            "currency",
+            "open",
+            "rate",
+            "carrying",
+            "revalued",
+            "difference",
+        ):
+            table.add_column(column)
+        for r in run.revaluations:
+            d = r.document
+            table.add_row(
+                f"{d.kind} {d.number or d.document_id}",
+                d.currency,
+                _major(d.amount, d.currency),
+                f"{r.rate:f}",
+                _major(d.carrying, functional),
+                _major(r.revalued, functional),
+                _major(r.difference, functional),
+            )
+        Console().print(table)
+    console.print(
+        f"period end {run.period_end}: {run.open_documents} open foreign documents, "
+        f"{len(run.revaluations)} revalued ({len(run.posted)} entries posted), "
+        f"{run.already_revalued} already revalued",
+        soft_wrap=True,
+    )

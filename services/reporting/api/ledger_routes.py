@@ -1,6 +1,6 @@
 """Ledger API under /v1/ledger: the journal feed and exports after a cursor, the trial
-balance, the AR reconciliation, and the functional currency. Tenant from the token; every
-query is filtered by it (docs/accounting.md)."""
+balance, the AR reconciliation, the functional currency, and the period-end revaluation.
+Tenant from the token; every query is filtered by it (docs/accounting.md)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.reporting.api.routes import Admin, CurrencyCode, Reader
 from services.reporting.application import ledger
+from services.reporting.application.revaluation import revalue, validate_period_end
 from services.reporting.projections.journal import journal_lock_key
 from services.reporting.projections.journal_store import (
     LedgerTables,
@@ -171,3 +172,24 @@ async def put_settings(
             {"t": tenant, "c": body.functional_currency},
         )
     return {"functional_currency": body.functional_currency, "frozen": True}
+
+
+class RevaluationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period_end: date = Field(
+        description="The last day of the period (ISO date); the reversal is dated the day after."
+    )
+
+
+@router.post("/revaluations", summary="Revalue open foreign items at a period end (unrealized FX)")
+async def post_revaluation(
+    body: RevaluationBody, principal: Admin, session: Session, t: Tables
+) -> dict[str, Any]:
+    """Posts one revaluation entry per open foreign invoice or unapplied payment, and its
+    reversal on the next day; returns what this call posted. Idempotent: the same period end
+    again posts nothing. A missing rate is a 422 naming the currency and date (nothing posted)."""
+    validate_period_end(body.period_end, _today())
+    async with session.begin():
+        run = await revalue(session, t, principal.tenant_id, body.period_end)
+    return run.as_json()

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.reporting.domain.ledger_exports import (
+    XERO_DEFAULT_CODES,
     json_feed,
     render_beancount,
     render_quickbooks_csv,
@@ -115,7 +116,7 @@ async def render_export(
         names = await _customer_names(session, t, tenant_id, {e.customer_id for e in entries})
         body = render_quickbooks_csv(entries, names)
     elif fmt == "xero":
-        body = render_xero_csv(entries)
+        body = render_xero_csv(entries, XERO_DEFAULT_CODES)
     else:
         body = json.dumps(feed(page), sort_keys=True, ensure_ascii=False, indent=1)
     return Export(body, _MEDIA[fmt], page)

@@ -108,6 +108,8 @@ XERO_DEFAULT_CODES: Final[Mapping[AccountRole, str]] = MappingProxyType(
         AccountRole.FX_LOSS: "LL-FXLOSS",
         AccountRole.FX_ROUNDING: "LL-FXROUND",
         AccountRole.CONVERSIONS: "LL-CONV",
+        AccountRole.FX_UNREALIZED_GAIN: "LL-FXUGAIN",
+        AccountRole.FX_UNREALIZED_LOSS: "LL-FXULOSS",
     }
 )
 """Placeholder codes (Xero allows up to 10 characters): create these accounts in Xero, or pass

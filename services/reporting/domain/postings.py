@@ -29,6 +29,9 @@ Accounting decisions (the chart is ``DEFAULT_CHART``; roles are ``AccountRole``)
   nothing: payments answers it with ``PaymentUnallocated``. ``PaymentUnallocated`` and
   ``PaymentUnapplied`` are the exact reversals of the half they undo (allocations are only ever
   taken back whole).
+* Period-end revaluation of open foreign items (unrealized FX, reversed the next day) is not
+  an event's posting: ``revaluation.py`` builds it, and ``Books`` ignores those entries, so
+  every posting here keeps relieving the original carrying values.
 * Disputes, promises, reminders, statements, credit limits and every other event post nothing
   (``NON_POSTING``): they move no money between accounts.
 
@@ -126,6 +129,8 @@ class AccountRole(StrEnum):
     FX_GAIN = "fx_gain"
     FX_LOSS = "fx_loss"
     FX_ROUNDING = "fx_rounding"
+    FX_UNREALIZED_GAIN = "fx_unrealized_gain"
+    FX_UNREALIZED_LOSS = "fx_unrealized_loss"
     CONVERSIONS = "currency_conversions"
 
 
@@ -161,6 +166,8 @@ DEFAULT_CHART: Final = ChartOfAccounts(
             AccountRole.BAD_DEBT: "Expenses:BadDebt",
             AccountRole.FX_LOSS: "Expenses:FX:RealizedLoss",
             AccountRole.FX_ROUNDING: "Expenses:FX:Rounding",
+            AccountRole.FX_UNREALIZED_GAIN: "Income:FX:UnrealizedGain",
+            AccountRole.FX_UNREALIZED_LOSS: "Expenses:FX:UnrealizedLoss",
             AccountRole.CONVERSIONS: "Equity:CurrencyConversions",
         }
     )
