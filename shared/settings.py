@@ -68,6 +68,10 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8100
     run_relay: bool = True
     run_consumers: bool = True
+    # TEST ONLY, default off (tests/chaos): "<tenant_id>" or "<tenant_id>:<EventType>". The
+    # process SIGKILLs itself once Kafka has acknowledged a relay batch holding such an event,
+    # before the relay's checkpoint moves: the crash the outbox must survive by re-publishing.
+    fault_kill_relay_after_ack: str | None = None
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)

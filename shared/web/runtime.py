@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.audit.chain import ChainSealer
 from shared.consumer import ConsumerRuntime, Handler
 from shared.db import make_engine, make_sessionmaker
+from shared.events.envelope import EventEnvelope
 from shared.messaging.kafka import make_consumer, make_producer
 from shared.outbox import OutboxRelay, TopicRouter, service_router
 from shared.settings import ServiceSettings
@@ -80,6 +83,9 @@ class ServiceRuntime:
                 router or service_router(s.service_name),
                 batch_size=s.kafka.relay_batch_size,
                 poll_interval=s.kafka.relay_poll_interval_seconds,
+                before_checkpoint=_killed_after_ack(s.fault_kill_relay_after_ack)
+                if s.fault_kill_relay_after_ack
+                else None,
             )
             self.spawn(self.relay.run(), "relay")
         if s.run_relay:
@@ -99,8 +105,11 @@ class ServiceRuntime:
                     max_retries=s.kafka.consumer_max_retries,
                     retry_backoff=s.kafka.consumer_retry_backoff_seconds,
                 )
-                consumer.subscribe(list(spec.topics), listener=runtime.rebalance_listener())
+                # Start, then subscribe: aiokafka's start() on a subscribed consumer waits for the
+                # group's first assignment, which after a crash waits out the dead member's
+                # session (30 s) and kept the HTTP API down that long (tests/chaos).
                 await _retrying(consumer.start, f"{spec.group_id}: Kafka consumer")
+                consumer.subscribe(list(spec.topics), listener=runtime.rebalance_listener())
                 self.consumers.append(runtime)
                 self.spawn(runtime.run(), f"consumer {spec.group_id}")
 
@@ -154,6 +163,19 @@ class ServiceRuntime:
             return None
         except Exception as exc:
             return f"kafka: {type(exc).__name__}: {exc}"[:300]
+
+
+def _killed_after_ack(spec: str) -> Callable[[list[EventEnvelope]], Awaitable[None]]:
+    """Fault injection (`fault_kill_relay_after_ack`, tests only): SIGKILL this process after
+    Kafka acknowledged a batch holding an event of the tenant (and type, if given)."""
+    tenant, _, event_type = spec.partition(":")
+
+    async def kill_if_matching(batch: list[EventEnvelope]) -> None:
+        if any(e.tenant_id == tenant and event_type in ("", e.event_type) for e in batch):
+            log.warning("fault injection: SIGKILL after the Kafka ack, before the checkpoint")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill_if_matching
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

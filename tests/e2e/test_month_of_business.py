@@ -335,6 +335,24 @@ async def test_a_month_of_a_small_business() -> None:
         await month_end_reports(ledger, month)
         await payment_behaviour(ledger, month)
         await balances_reconcile(ledger, month, invoices)
+        await the_general_ledger_agrees(ledger)
+
+
+async def the_general_ledger_agrees(ledger: Ledger) -> None:
+    """The journal (every financial event of the month posted in EUR and USD) balances, and
+    its receivables per customer equal the aging's open items, to the minor unit."""
+
+    def complete(report: Json) -> bool:
+        return report["differences"] == 0 and report["compared_with_aging"] is True
+
+    reconciliation = await eventually(ledger.reporting, "/v1/ledger/reconciliation", complete)
+    assert {r["customer_id"] for r in reconciliation["customers"]} == {
+        c.customer_id for c in CUSTOMERS
+    }
+    balance = ok(await ledger.reporting.get("/v1/ledger/trial-balance"))
+    assert balance["functional_currency"] == "EUR"
+    assert balance["balanced"] is True, balance
+    assert all(t["difference_minor"] == 0 for t in balance["totals"])
 
 
 async def month_end_balances(ledger: Ledger, invoices: tuple[Invoice, ...]) -> None:
