@@ -292,6 +292,9 @@ async def issue_invoice(
     async with sessions() as session, session.begin():
         # Re-read inside the transaction: the append below is checked against this version.
         state, version = await repo.load_invoice(session, ctx.tenant_id, request.invoice_id)
+        parked = await _take_parked(session, ctx.tenant_id, state.invoice_id)
+        # The number's row stays locked until the commit, and every issue of the tenant's series
+        # waits for it (issuing is serial per series): so it is taken last, before the writes.
         # A refusal below aborts the transaction, and the number's increment with it: no gap.
         number = await next_number(
             session, repo.SCHEMA, ctx.tenant_id, series_for(state.series, request.issue_date)
@@ -299,7 +302,7 @@ async def issue_invoice(
         events = invoices.issue_invoice(state, number, request.issue_date, record)
         cctx = ctx.for_customer(state.customer_id)
         issued = await repo.save_invoice(session, state, version, events, cctx)
-        issued = await _apply_parked(session, cctx, issued, issued.version)
+        issued = await _apply_parked(session, cctx, issued, parked)
     return invoice_view(issued)
 
 
@@ -353,9 +356,8 @@ async def change_invoice(
     if state.status is InvoiceStatus.DRAFT and saved.status is InvoiceStatus.VOID:
         # Allocations parked for this draft will never apply: reject them, so payments
         # gets its cash back instead of waiting forever.
-        saved = await _apply_parked(
-            session, ctx.for_customer(state.customer_id), saved, saved.version
-        )
+        parked = await _take_parked(session, ctx.tenant_id, invoice_id)
+        saved = await _apply_parked(session, ctx.for_customer(state.customer_id), saved, parked)
     return saved
 
 
@@ -464,11 +466,11 @@ async def park_allocation(
     )
 
 
-async def _apply_parked(
-    session: AsyncSession, ctx: AppendContext, state: InvoiceState, version: int
-) -> InvoiceState:
-    """Apply allocations that arrived before their invoice was issued, in arrival order; one the
-    invoice cannot take (e.g. more than its total) is rejected like a late one."""
+async def _take_parked(
+    session: AsyncSession, tenant_id: str, invoice_id: uuid.UUID
+) -> list[EventEnvelope]:
+    """Allocations that arrived before their invoice was issued, in arrival order (taken out of
+    the parking table; back in it if the transaction rolls back)."""
     rows = (
         await session.execute(
             text(
@@ -476,12 +478,22 @@ async def _apply_parked(
                     WHERE tenant_id = :tenant AND invoice_id = :invoice
                     RETURNING envelope, parked_at"""
             ),
-            {"tenant": ctx.tenant_id, "invoice": state.invoice_id},
+            {"tenant": tenant_id, "invoice": invoice_id},
         )
     ).all()
-    for row in sorted(rows, key=lambda r: r.parked_at):
-        raw = json_column(row.envelope)
-        envelope = EventEnvelope.model_validate(raw)
+    return [
+        EventEnvelope.model_validate(json_column(row.envelope))
+        for row in sorted(rows, key=lambda r: r.parked_at)
+    ]
+
+
+async def _apply_parked(
+    session: AsyncSession, ctx: AppendContext, state: InvoiceState, parked: list[EventEnvelope]
+) -> InvoiceState:
+    """Apply the allocations that arrived before the invoice was issued; one the invoice cannot
+    take (e.g. more than its total) is rejected like a late one."""
+    version = state.version
+    for envelope in parked:
         events = decide_payment_event(state, registry.decode(envelope))
         state = await repo.save_invoice(
             session,

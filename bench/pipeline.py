@@ -1,0 +1,162 @@
+"""The event pipeline's three engines, each alone: append, relay to Kafka, projection rebuild.
+
+    .venv/bin/python -m bench.pipeline append --events 20000
+    .venv/bin/python -m bench.pipeline relay --events 50000
+    .venv/bin/python -m bench.pipeline rebuild
+
+`append` writes into a scratch schema with the event store's own code (per-stream version
+check, outbox columns, JSON payload of an issued invoice's size), from several writers at once.
+`relay` fills a scratch schema, then times the outbox relay publishing it to a new topic with the
+services' producer settings (idempotent, acks=all), alone and while writers keep appending.
+`rebuild` replays the live reporting topics (whatever the local stack holds) into a scratch copy
+of the reporting projections with the same code as `ar projections rebuild`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bench.common import ADMIN_DSN, scratch_schema
+from services.reporting.application.rebuild import Rebuild
+from services.reporting.consumers import TOPICS as REPORTING_TOPICS
+from services.reporting.projections.tables import PROJECTION_TABLES
+from shared.db import make_engine, make_sessionmaker
+from shared.events.envelope import EventEnvelope, NewEvent
+from shared.eventstore.store import AppendContext, EventStore
+from shared.messaging.kafka import ensure_topics, make_producer
+from shared.outbox import OutboxRelay
+from shared.settings import KafkaSettings
+
+CTX = AppendContext(tenant_id="bench", actor="system:bench", customer_id="c-1")
+PAYLOAD = {
+    "invoice_id": str(uuid.uuid4()),
+    "number": "INV-2026-000001",
+    "customer_id": "c-1",
+    "total": {"amount": 123_456, "currency": "EUR"},
+    "lines": [{"description": "Consulting", "quantity": "10", "unit_price": 12_000}] * 3,
+}
+
+
+async def write(
+    sessions: async_sessionmaker[AsyncSession],
+    schema: str,
+    transactions: int,
+    per_tx: int,
+    writers: int,
+) -> float:
+    """`writers` tasks share `transactions` transactions of `per_tx` events; returns seconds."""
+    store = EventStore(schema)
+    remaining = transactions
+
+    async def writer() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            batch = [
+                NewEvent(event_type="Bench", schema_version=1, payload=PAYLOAD)
+                for _ in range(per_tx)
+            ]
+            async with sessions() as s, s.begin():
+                await store.append(s, f"bench-{uuid.uuid4()}", 0, batch, CTX)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    return time.perf_counter() - started
+
+
+async def bench_append(engine: AsyncEngine, events: int, writers: int) -> None:
+    sessions = make_sessionmaker(engine)
+    print(f"append: {events:,} events per run, {writers} concurrent writers")
+    for per_tx in (1, 10, 100):
+        async with scratch_schema(engine, "bench_append") as schema:
+            seconds = await write(sessions, schema, events // per_tx, per_tx, writers)
+        print(
+            f"  {per_tx:>3} events per transaction: {events / seconds:>8,.0f} events/s "
+            f"({events // per_tx / seconds:,.0f} transactions/s, {seconds:.1f} s)"
+        )
+
+
+def to(topic: str) -> Callable[[EventEnvelope], str]:
+    return lambda _: topic
+
+
+async def relay_until(relay: OutboxRelay, target: int) -> float:
+    task = asyncio.create_task(relay.run())
+    started = time.perf_counter()
+    while relay.stats.published < target:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    seconds = time.perf_counter() - started
+    relay.stop()
+    await task
+    return seconds
+
+
+async def bench_relay(engine: AsyncEngine, kafka: KafkaSettings, events: int) -> None:
+    sessions = make_sessionmaker(engine)
+    producer = make_producer(kafka, "bench-relay")
+    await producer.start()
+    try:
+        for concurrent in (False, True):
+            topic = f"bench.relay.{uuid.uuid4().hex[:8]}"
+            await ensure_topics(kafka, [topic], partitions=3)
+            async with scratch_schema(engine, "bench_relay") as schema:
+                relay = OutboxRelay(engine, schema, producer, to(topic), batch_size=1000)
+                if not concurrent:
+                    await write(sessions, schema, events // 100, 100, 4)
+                    seconds = await relay_until(relay, events)
+                    label = "drain a backlog"
+                else:
+                    writers = asyncio.create_task(write(sessions, schema, events // 10, 10, 4))
+                    seconds = await relay_until(relay, events)
+                    await writers
+                    label = "while 4 writers append"
+            print(
+                f"relay ({label}): {events / seconds:,.0f} events/s ({events:,} in {seconds:.1f} s)"
+            )
+    finally:
+        await producer.stop()
+
+
+async def bench_rebuild(engine: AsyncEngine, kafka: KafkaSettings) -> None:
+    async with scratch_schema(engine, "bench_rebuild") as schema:
+        async with engine.begin() as conn:
+            for table in (*PROJECTION_TABLES, "tenant_settings", "fx_rates"):
+                await conn.execute(
+                    text(f"CREATE TABLE {schema}.{table} (LIKE reporting.{table} INCLUDING ALL)")
+                )
+        result = await Rebuild(engine, kafka, schema, REPORTING_TOPICS).run(swap=True)
+    print(
+        f"rebuild: {result.records / result.seconds:,.0f} events/s "
+        f"({result.records:,} records, {result.applied:,} applied, {result.seconds:.1f} s)"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    engine = make_engine(ADMIN_DSN, pool_size=8, application_name="bench-pipeline")
+    kafka = KafkaSettings()
+    try:
+        if args.command == "append":
+            await bench_append(engine, args.events, args.writers)
+        elif args.command == "relay":
+            await bench_relay(engine, kafka, args.events)
+        else:
+            await bench_rebuild(engine, kafka)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["append", "relay", "rebuild"])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--writers", type=int, default=4)
+    asyncio.run(main(parser.parse_args()))
