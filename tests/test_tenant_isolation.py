@@ -65,6 +65,8 @@ EMPTY_VIEWS = {
     ("payments", "GET", "/v1/customers/{customer_id}/unapplied-cash"),
     ("dunning", "GET", "/v1/customers/{customer_id}/dunning"),
     ("dunning", "GET", "/v1/customers/{customer_id}/dunning/preview"),
+    # not a customer: a file format, and B's journal in it is empty
+    ("reporting", "GET", "/v1/ledger/export/{fmt}"),
 }
 # Refusals other than 404 that are right, with why (B gets the same for ids nobody has).
 REFUSALS = {
@@ -269,6 +271,8 @@ async def seed(
     fx = {"currency": "USD", "to_currency": "EUR", "rate_date": str(TODAY), "rate": "0.9137"}
     ok(await rep.put("/v1/fx-rates", json={"rates": [fx]}))
     await eventually(rep, "/v1/reports/aging", lambda b: len(b["customers"]) == 1)
+    await eventually(rep, "/v1/ledger/journal", lambda b: len(b["entries"]) >= 3)
+    ids["fmt"] = "beancount"  # the ledger export's format: the one that names most of A's data
     return ids
 
 
