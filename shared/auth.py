@@ -116,8 +116,10 @@ def mint_token(
     audience: str | None = None,
     issuer: str | None = None,
     now: float | None = None,
+    client_kind: str = "client",
 ) -> str:
-    """Dev/test tokens. Production tokens come from the identity provider, not from here."""
+    """Dev/test tokens, and the short-lived ones a service signs for itself when it holds a
+    signing key (shared/service_tokens.py). Callers' tokens come from the identity provider."""
     key = settings.signing_key or settings.verification_key
     issued = int(now if now is not None else time.time())
     claims = {
@@ -131,4 +133,6 @@ def mint_token(
         "exp": issued + ttl_seconds,
         "jti": str(uuid.uuid4()),
     }
+    if client_kind != "client":
+        claims["client_kind"] = client_kind
     return jwt.encode(claims, key.get_secret_value(), algorithm=algorithm or settings.algorithms[0])
