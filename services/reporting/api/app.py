@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from services.reporting.api import ledger_routes
+from services.reporting.api import ledger_routes, statement_routes
 from services.reporting.api.routes import pages, router
 from services.reporting.config import ReportingSettings
 from services.reporting.consumers import consumers
@@ -16,6 +16,6 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         title="Ledgerline reporting service",
         description="Aging as of any date, DSO, ADP, CEI, payment behaviour, cash forecast; "
         "BI tables and a dashboard; the general-ledger journal, its exports and reconciliation.",
-        routers=[router, ledger_routes.router, pages],
+        routers=[router, ledger_routes.router, statement_routes.router, pages],
         consumers=consumers(settings.schema_name, journal=settings.run_journal),
     )
