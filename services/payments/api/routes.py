@@ -24,7 +24,12 @@ from services.payments.application import payments as payment_app
 from services.payments.config import PaymentsSettings
 from services.payments.domain import payment as payments
 from services.payments.domain.payment import AllocationRequest
-from services.payments.domain.webhook import interpret, parse_event, verify_signature
+from services.payments.domain.webhook import (
+    CHECKOUT_REFERENCE_PREFIX,
+    interpret,
+    parse_event,
+    verify_signature,
+)
 from shared.auth import Principal
 from shared.contracts.payments import MethodDetails
 from shared.errors import NotFound, ValidationFailed
@@ -178,22 +183,40 @@ async def list_payments(
     method: str | None = None,
     received_from: date | None = None,
     received_to: date | None = None,
+    gateway_ref: Annotated[str | None, Query(max_length=200)] = None,
+    checkout_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._:-]{1,100}$")] = None,
     cursor: str | None = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
+    """`gateway_ref` (the gateway's payment intent) and `checkout_id` (our portal's checkout,
+    kept at the end of the reference) find the payment a checkout produced."""
     return await document_page(
         session,
         f"{SCHEMA}.payments",
         "payment_id",
         principal.tenant_id,
-        {"customer_id": customer_id, "status": status, "method": method},
+        {
+            "customer_id": customer_id,
+            "status": status,
+            "method": method,
+            "gateway_ref": gateway_ref,
+        },
         cursor,
         limit,
         ranges={
             "received_on >= :received_from": received_from,
             "received_on <= :received_to": received_to,
+            "' ' || reference || ' ' LIKE :checkout_like": _checkout_like(checkout_id),
         },
     )
+
+
+def _checkout_like(checkout_id: str | None) -> str | None:
+    """A LIKE pattern for the reference's ``checkout:<id>`` token (``_`` is a LIKE wildcard)."""
+    if checkout_id is None:
+        return None
+    token = f"{CHECKOUT_REFERENCE_PREFIX}{checkout_id}".replace("_", "\\_")
+    return f"% {token} %"
 
 
 @router.get("/customers/{customer_id}/payments")

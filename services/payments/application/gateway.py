@@ -5,6 +5,10 @@ redelivery (gateways retry until they get a 2xx) changes nothing, and two concur
 of one event serialise on the primary key. An event about a payment this service has not seen
 yet (gateways do not promise order) is answered 409 and rolled back whole, so the gateway
 retries it later.
+
+A payment from our own checkout names the invoices the customer chose (``invoice_ids``): it is
+allocated to exactly those, in that order, each up to its open amount; whatever is left (an
+overpayment, or ids that name no open invoice of this customer) goes through auto-matching.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments.adapters import SCHEMA
+from services.payments.adapters import invoices as balances
 from services.payments.application import matching
 from services.payments.application import payments as payment_app
 from services.payments.domain import payment as payments
 from services.payments.domain.matching import MatchingPolicy
+from services.payments.domain.payment import AllocationRequest
 from services.payments.domain.webhook import (
     GatewayAction,
     GatewayChargeback,
@@ -34,6 +40,8 @@ from shared.eventstore.store import AppendContext
 
 GATEWAY = "stripe"
 _REFUNDS = uuid.UUID("6f1f0a53-55c4-4d4e-9d0c-1b7f3e4b5a10")  # namespace of refund ids
+_CHECKOUT_ALLOCATIONS = uuid.UUID("0b6c8f2e-3d4a-4f59-8a7e-52c1d9e6f0a3")  # and of these
+CHECKOUT_RULE = "checkout"  # the allocation rule: the customer chose the invoices
 
 
 async def handle(
@@ -146,8 +154,52 @@ async def _received(
     )
     customer_ctx = ctx.for_customer(action.customer_id)
     await payment_app.save_payment(session, None, 0, events, customer_ctx)
+    if action.invoice_ids:
+        await _allocate_as_chosen(session, customer_ctx, payment_id, action)
+    # Only what the checkout's invoices did not take is left for matching (nothing, usually).
     await matching.match_payment(session, customer_ctx, payment_id, policy, today)
     return "recorded", payment_id
+
+
+async def _allocate_as_chosen(
+    session: AsyncSession, ctx: AppendContext, payment_id: uuid.UUID, action: GatewayPayment
+) -> None:
+    """Apply the payment to the invoices the customer paid at checkout, in their order.
+
+    Ids naming no invoice, another customer's, one in another currency or one not open are
+    skipped rather than refused: the money is taken already, and a 4xx/5xx would only make the
+    gateway retry an event that can never succeed.
+    """
+    invoices = await balances.lock_for_allocation(session, ctx.tenant_id, action.invoice_ids)
+    left = action.amount
+    requests: list[AllocationRequest] = []
+    for invoice_id in action.invoice_ids:
+        invoice = invoices.get(invoice_id)
+        if (
+            invoice is None
+            or not invoice.receivable
+            or invoice.customer_id != action.customer_id
+            or invoice.open_amount.currency != left.currency
+            or not invoice.open_amount.is_positive()
+        ):
+            continue
+        amount = min(invoice.open_amount, left)
+        requests.append(
+            AllocationRequest(
+                invoice_id=invoice_id,
+                amount=amount,
+                # Deterministic: a conflict retry of the transaction re-sends the same ids.
+                allocation_id=uuid.uuid5(
+                    _CHECKOUT_ALLOCATIONS, f"{action.gateway_ref}:{invoice_id}"
+                ),
+                rule=CHECKOUT_RULE,
+            )
+        )
+        left = left - amount
+        if not left.is_positive():
+            break
+    if requests:
+        await payment_app.allocate(session, ctx, payment_id, requests, action.received_on)
 
 
 async def _find_by_ref(session: AsyncSession, tenant_id: str, ref: str) -> uuid.UUID | None:

@@ -10,6 +10,11 @@ delivers at least once, and sends both ``payment_intent.succeeded`` and ``charge
 one payment) is the caller's job: key it on the event id *and* on ``gateway_ref``.
 
 Card numbers are never kept: free text that contains one is masked to its last four digits.
+
+Our own checkout (the customer portal) also puts ``invoice_ids`` (comma-separated invoice UUIDs
+the customer chose to pay) and ``checkout_id`` into the metadata. Both are hints, never reasons
+to refuse an event: a malformed id is dropped, because refusing would lose money that the
+gateway has already taken.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -29,7 +35,9 @@ from shared.errors import Unauthenticated, ValidationFailed
 from shared.money import Money, UnknownCurrency
 
 __all__ = [
+    "CHECKOUT_REFERENCE_PREFIX",
     "DEFAULT_TOLERANCE_SECONDS",
+    "MAX_CHECKOUT_INVOICES",
     "MAX_HEADER_LENGTH",
     "MAX_SIGNATURES",
     "SIGNATURE_HEADER",
@@ -176,6 +184,12 @@ GatewayRef = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$"
 Last4 = Annotated[str, Field(pattern=r"^[0-9]{4}$")]
 Amount = Annotated[int, Field(ge=0, le=MAX_MINOR_UNITS)]
 Currency = Annotated[str, Field(min_length=1, max_length=10)]
+#: More invoices than one checkout pays are ignored (they then go through matching).
+MAX_CHECKOUT_INVOICES: Final = 200
+_MAX_INVOICE_IDS_TEXT: Final = 40 * MAX_CHECKOUT_INVOICES  # a canonical UUID and a comma each
+#: How the checkout id is kept at the end of the payment's ``reference`` (searchable, see
+#: ``GET /v1/payments?checkout_id=``).
+CHECKOUT_REFERENCE_PREFIX: Final = "checkout:"
 
 
 class _GatewayModel(BaseModel):
@@ -223,6 +237,10 @@ class _MethodDetails(_GatewayModel):
 class _Metadata(_GatewayModel):
     customer_id: Annotated[str, Field(max_length=200)] | None = None
     invoice_number: Annotated[str, Field(max_length=500)] | None = None
+    # Set by our checkout. No length limits here on purpose: interpret() checks the content and
+    # drops a bad value instead of refusing (and so losing) the whole payment.
+    invoice_ids: str | None = None
+    checkout_id: str | None = None
 
 
 class _PaymentObject(_GatewayModel):
@@ -326,6 +344,9 @@ class GatewayPayment:
     received_on: date
     wallet_provider: str | None = None  # e.g. "apple_pay", "paypal": required for wallets
     mandate_id: str | None = None  # the direct-debit mandate, when the gateway sends one
+    # Our checkout's choice, in the customer's order: allocate exactly to these, not by matching.
+    invoice_ids: tuple[uuid.UUID, ...] = ()
+    checkout_id: str | None = None  # our checkout's opaque id, also at the end of ``reference``
 
 
 @dataclass(frozen=True)
@@ -448,16 +469,59 @@ def _customer_id(metadata: _Metadata) -> str:
     return value
 
 
-def _reference(payment: _PaymentObject) -> str:
-    """Invoice number first (what auto-matching looks for), then the description."""
+def _invoice_ids(metadata: _Metadata) -> tuple[uuid.UUID, ...]:
+    """The invoice UUIDs our checkout listed, in order, without duplicates; entries that are not
+    UUIDs are dropped (whether the invoices exist and are the customer's is the service's job)."""
+    found: dict[uuid.UUID, None] = {}
+    for part in (metadata.invoice_ids or "")[:_MAX_INVOICE_IDS_TEXT].split(","):
+        try:
+            found.setdefault(uuid.UUID(part.strip()))
+        except ValueError:
+            continue
+        if len(found) == MAX_CHECKOUT_INVOICES:
+            break
+    return tuple(found)
+
+
+_CHECKOUT_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _checkout_id(metadata: _Metadata) -> str | None:
+    """The checkout id, or None when it is missing or unusable.
+
+    A canonical UUID is kept as it is even when a run of its digits happens to pass the Luhn
+    check (it is our id, not card data); any other id that looks like a card number is dropped,
+    since masking it would make it name no checkout.
+    """
+    value = metadata.checkout_id
+    if value is None or _CHECKOUT_ID_RE.fullmatch(value) is None:
+        return None
+    if not _is_uuid(value) and has_card_number(value):
+        return None
+    return value
+
+
+def _reference(payment: _PaymentObject, checkout_id: str | None) -> str:
+    """Invoice number first (what auto-matching looks for), then the description, then our
+    checkout id (unmasked: :func:`_checkout_id` vetted it) so the portal can find the payment."""
     parts = (payment.metadata.invoice_number, payment.description)
-    text = " ".join(part.strip() for part in parts if part and part.strip())
-    return mask_card_numbers(text)
+    text = mask_card_numbers(" ".join(part.strip() for part in parts if part and part.strip()))
+    if checkout_id is None:
+        return text
+    return f"{text} {CHECKOUT_REFERENCE_PREFIX}{checkout_id}".lstrip()
 
 
 def _payment(event: WebhookEvent) -> GatewayPayment:
     payment = _object_as(event, _PaymentObject)
     method = _method(payment.payment_method_details)
+    checkout_id = _checkout_id(payment.metadata)
     return GatewayPayment(
         # A charge carries its intent's id: then both success events of one payment, and its
         # later refunds and disputes, all name the same gateway_ref.
@@ -467,10 +531,12 @@ def _payment(event: WebhookEvent) -> GatewayPayment:
         method=method.method,
         card_brand=method.card_brand,
         last4=method.last4,
-        reference=_reference(payment),
+        reference=_reference(payment, checkout_id),
         received_on=_utc_date(event.created),
         wallet_provider=method.wallet_provider,
         mandate_id=method.mandate_id,
+        invoice_ids=_invoice_ids(payment.metadata),
+        checkout_id=checkout_id,
     )
 
 

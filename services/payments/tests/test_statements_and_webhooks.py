@@ -299,3 +299,124 @@ async def test_a_refund_before_its_payment_is_retried_not_lost(
     ).status_code == 200
     retried = await deliver(gateway_api, tenant, refund)
     assert retried.json()["outcome"] == "refunded"
+
+
+# ---- payments from our own checkout (invoice_ids, checkout_id) -----------------------------------
+
+
+def checkout_intent(
+    ref: str, amount: int, invoice_ids: str, checkout_id: str, **metadata: str
+) -> dict[str, Any]:
+    return {
+        "id": ref,
+        "object": "payment_intent",
+        "amount": amount,
+        "currency": "eur",
+        "metadata": {
+            "customer_id": "c1",
+            "invoice_ids": invoice_ids,
+            "checkout_id": checkout_id,
+            **metadata,
+        },
+        "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": "4242"}},
+    }
+
+
+async def open_minor(api: httpx.AsyncClient, tenant: str, invoice_id: uuid.UUID) -> int:
+    r = await api.get(f"/v1/invoices/{invoice_id}/open-amount", headers=auth(tenant))
+    assert r.status_code == 200, r.text
+    amount: int = r.json()["open_amount"]["amount"]
+    return amount
+
+
+async def test_a_checkout_payment_is_allocated_to_the_chosen_invoices_in_order(
+    gateway_api: httpx.AsyncClient, tenant: str, feed: Feed
+) -> None:
+    a = issued("c1", 10_000, number="INV-2026-009101", due_days=10)
+    b = issued("c1", 5_000, number="INV-2026-009102", due_days=20)
+    older = issued("c1", 12_000, number="INV-2026-009103", due_days=5)  # not chosen
+    theirs = issued("c2", 4_000, number="INV-2026-009104")  # another customer's
+    dollars = issued("c1", 3_000, number="INV-2026-009105", currency="USD")
+    for inv in (a, b, older, dollars):
+        await feed(tenant, inv, "c1")
+    await feed(tenant, theirs, "c2")
+    ids = (uuid.uuid4(), theirs.invoice_id, dollars.invoice_id, b.invoice_id, a.invoice_id)
+    chosen = ",".join(["garbage", *map(str, ids)])
+    # 12_000 is exactly `older`'s amount: matching alone would have paid that one instead.
+    body = gateway_event(
+        "payment_intent.succeeded",
+        checkout_intent("pi_checkout_1", 12_000, chosen, "co_1", invoice_number="INV-2026-009102"),
+    )
+    r = await deliver(gateway_api, tenant, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "recorded"
+    payment = (
+        await gateway_api.get(f"/v1/payments/{r.json()['payment_id']}", headers=auth(tenant))
+    ).json()
+    allocated = {a_["invoice_id"]: a_["amount"]["amount"] for a_ in payment["allocations"]}
+    assert allocated == {str(b.invoice_id): 5_000, str(a.invoice_id): 7_000}
+    assert {a_["rule"] for a_ in payment["allocations"]} == {"checkout"}
+    assert payment["status"] == "applied" and payment["unapplied"] == money(0)
+    assert payment["reference"] == "INV-2026-009102 checkout:co_1"
+    assert [await open_minor(gateway_api, tenant, i.invoice_id) for i in (a, b, older)] == [
+        3_000,
+        0,
+        12_000,
+    ]
+    assert await open_minor(gateway_api, tenant, theirs.invoice_id) == 4_000
+    assert await open_minor(gateway_api, tenant, dollars.invoice_id) == 3_000
+    # A redelivery changes nothing.
+    assert (await deliver(gateway_api, tenant, body)).json()["outcome"] == "duplicate"
+
+    # The portal finds the payment of a checkout by its id or by the gateway's reference.
+    for params in ({"checkout_id": "co_1"}, {"gateway_ref": "pi_checkout_1"}):
+        found = (await gateway_api.get("/v1/payments", params=params, headers=auth(tenant))).json()
+        assert [p["payment_id"] for p in found["items"]] == [payment["payment_id"]]
+    for params in ({"checkout_id": "coX1"}, {"checkout_id": "co"}, {"gateway_ref": "pi_x"}):
+        found = (await gateway_api.get("/v1/payments", params=params, headers=auth(tenant))).json()
+        assert found["items"] == [], params  # "_" is no LIKE wildcard; no prefix matches
+    bad = await gateway_api.get(
+        "/v1/payments", params={"checkout_id": "a b%"}, headers=auth(tenant)
+    )
+    assert bad.status_code == 422
+
+
+async def test_what_the_chosen_invoices_leave_goes_through_matching(
+    gateway_api: httpx.AsyncClient, tenant: str, feed: Feed
+) -> None:
+    chosen = issued("c1", 7_000, number="INV-2026-009201")
+    other = issued("c1", 1_500, number="INV-2026-009202")
+    for inv in (chosen, other):
+        await feed(tenant, inv, "c1")
+    # 8_500: 7_000 to the chosen invoice, the 1_500 left matches `other` by amount.
+    body = gateway_event(
+        "payment_intent.succeeded",
+        checkout_intent("pi_checkout_2", 8_500, str(chosen.invoice_id), "co_2"),
+    )
+    r = await deliver(gateway_api, tenant, body)
+    assert r.status_code == 200, r.text
+    payment = (
+        await gateway_api.get(f"/v1/payments/{r.json()['payment_id']}", headers=auth(tenant))
+    ).json()
+    rules = {a["invoice_id"]: (a["rule"], a["amount"]["amount"]) for a in payment["allocations"]}
+    assert rules[str(chosen.invoice_id)] == ("checkout", 7_000)
+    assert (
+        rules[str(other.invoice_id)][1] == 1_500 and rules[str(other.invoice_id)][0] != "checkout"
+    )
+    # Only ids of no open invoice of this customer: plain matching, by the invoice number.
+    numbered = issued("c1", 2_000, number="INV-2026-009203")
+    await feed(tenant, numbered, "c1")
+    body = gateway_event(
+        "payment_intent.succeeded",
+        checkout_intent(
+            "pi_checkout_3",
+            2_000,
+            f"{chosen.invoice_id},{uuid.uuid4()},nonsense",
+            "co_3",
+            invoice_number="INV-2026-009203",
+        ),
+    )
+    r = await deliver(gateway_api, tenant, body)
+    assert r.status_code == 200, r.text
+    assert await open_minor(gateway_api, tenant, numbered.invoice_id) == 0
+    assert await open_minor(gateway_api, tenant, chosen.invoice_id) == 0

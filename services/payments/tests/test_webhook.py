@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import re
+import uuid
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from services.payments.domain.cards import mask_card_numbers
 from services.payments.domain.webhook import (
+    MAX_CHECKOUT_INVOICES,
     MAX_HEADER_LENGTH,
     GatewayChargeback,
     GatewayPayment,
@@ -366,6 +368,78 @@ def test_the_reference_joins_what_is_present(
     metadata = {"customer_id": "C-1", "invoice_number": invoice_number}
     obj = _card_payment(description=description, metadata=metadata)
     assert _interpret("payment_intent.succeeded", obj).reference == reference
+
+
+# ------------------------------------------------------------------ our checkout's metadata
+
+INV_A = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
+INV_B = "6ec0bd7f-11c0-43da-975e-2a8ad9ebae0b"
+
+
+def _checkout_payment(**metadata: Any) -> Any:
+    obj = _card_payment(metadata={"customer_id": "C-1", **metadata}, description=None)
+    return _interpret("payment_intent.succeeded", obj)
+
+
+def test_a_payment_without_checkout_metadata_names_no_invoices() -> None:
+    action = _interpret("payment_intent.succeeded", _card_payment())
+    assert (action.invoice_ids, action.checkout_id) == ((), None)
+
+
+def test_invoice_ids_are_kept_in_the_given_order_without_duplicates() -> None:
+    action = _checkout_payment(invoice_ids=f"{INV_B}, {INV_A.upper()},{INV_B}")
+    assert action.invoice_ids == (uuid.UUID(INV_B), uuid.UUID(INV_A))
+
+
+@pytest.mark.parametrize(
+    "invoice_ids", ["", " , ", "not-a-uuid", "INV-2026-000001", "1b9d6bcd", ",,,"]
+)
+def test_entries_that_are_not_uuids_are_dropped_not_refused(invoice_ids: str) -> None:
+    action = _checkout_payment(invoice_ids=f"{invoice_ids},{INV_A}")
+    assert action.invoice_ids == (uuid.UUID(INV_A),)
+    assert _checkout_payment(invoice_ids=invoice_ids).invoice_ids == ()
+
+
+def test_at_most_max_checkout_invoices_are_taken_and_huge_lists_are_not_refused() -> None:
+    many = [str(uuid.UUID(int=n + 1)) for n in range(MAX_CHECKOUT_INVOICES + 50)]
+    action = _checkout_payment(invoice_ids=",".join(many))
+    assert len(action.invoice_ids) == MAX_CHECKOUT_INVOICES
+    assert action.invoice_ids[0] == uuid.UUID(many[0])
+    assert _checkout_payment(invoice_ids="x" * 100_000).invoice_ids == ()
+
+
+def test_the_checkout_id_is_kept_and_ends_the_reference() -> None:
+    action = _checkout_payment(
+        invoice_number="INV-1 INV-2", checkout_id="7d0f3c2a-3b1e-4c55-9f0e-1d2c3b4a5f60"
+    )
+    assert action.checkout_id == "7d0f3c2a-3b1e-4c55-9f0e-1d2c3b4a5f60"
+    assert action.reference == "INV-1 INV-2 checkout:7d0f3c2a-3b1e-4c55-9f0e-1d2c3b4a5f60"
+    alone = _checkout_payment(checkout_id="co_123")
+    assert alone.reference == "checkout:co_123"
+
+
+def test_a_uuid_checkout_id_whose_digits_pass_luhn_is_kept_unmasked() -> None:
+    # 12345678-1234-5670 is 16 Luhn-valid digits in dash-separated groups: the masking rule
+    # would see a card; a canonical UUID is our id, so it stays as it is.
+    checkout = "12345678-1234-5670-abcd-ef0123456789"
+    assert mask_card_numbers(checkout) != checkout
+    action = _checkout_payment(checkout_id=checkout)
+    assert action.checkout_id == checkout and action.reference == f"checkout:{checkout}"
+
+
+@pytest.mark.parametrize(
+    "checkout_id", ["", "has space", "x" * 101, "a/b", "4242424242424242", "4242-4242-4242-4242"]
+)
+def test_an_unusable_checkout_id_is_dropped_not_refused(checkout_id: str) -> None:
+    action = _checkout_payment(checkout_id=checkout_id, invoice_number="INV-1")
+    assert action.checkout_id is None and action.reference == "INV-1"
+    assert "4242424242424242" not in repr(action)
+
+
+@pytest.mark.parametrize("field", ["invoice_ids", "checkout_id"])
+def test_checkout_metadata_must_be_strings_like_all_gateway_metadata(field: str) -> None:
+    with pytest.raises(ValidationFailed):
+        _checkout_payment(**{field: 12})
 
 
 @pytest.mark.parametrize("last4", ["424", "42424", "abcd", "4242424242424242", 4242])
