@@ -1,4 +1,4 @@
-"""The five Ledgerline services; each owns its schema and talks to the others through events and REST."""
+"""The Ledgerline services (five AR services and the customer portal); each owns its schema and talks to the others through events and REST."""
 
 SERVICE_PORTS: dict[str, int] = {
     "invoice": 8101,
@@ -6,4 +6,5 @@ SERVICE_PORTS: dict[str, int] = {
     "credit": 8103,
     "dunning": 8104,
     "reporting": 8105,
+    "portal": 8106,
 }

@@ -55,12 +55,17 @@ def _reporting(settings: ServiceSettings) -> list[ConsumerSpec]:
     return consumers(settings.schema_name, journal=settings.run_journal)
 
 
+def _portal(_: ServiceSettings) -> list[ConsumerSpec]:
+    return []  # reads the other services over REST when a customer asks; consumes nothing
+
+
 _CONSUMERS: dict[str, Callable[[ServiceSettings], list[ConsumerSpec]]] = {
     "invoice": _invoice,
     "payments": _payments,
     "credit": _credit,
     "dunning": _dunning,
     "reporting": _reporting,
+    "portal": _portal,
 }
 
 

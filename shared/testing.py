@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
+
+import httpx
 
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
@@ -34,3 +38,17 @@ def envelope_of(
         payload=payload.model_dump(mode="json"),
         correlation_id=correlation_id,
     )
+
+
+class HostRoutes(httpx.AsyncBaseTransport):
+    """One transport for several in-process apps: ``http://<name>/...`` reaches app ``name``,
+    so a service that calls others by base URL can be tested against them without sockets."""
+
+    def __init__(self, apps: Mapping[str, Any]) -> None:
+        self._apps = apps  # read at each request: apps added later are reachable too
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        app = self._apps.get(request.url.host)
+        if app is None:
+            raise httpx.ConnectError(f"no app for host {request.url.host}", request=request)
+        return await httpx.ASGITransport(app=app).handle_async_request(request)

@@ -15,6 +15,7 @@ SERVICE_AGGREGATES: dict[str, tuple[str, ...]] = {
     "credit": ("credit_account", "credit_policy"),
     "dunning": ("dunning_case", "dunning_policy"),
     "reporting": (),
+    "portal": ("portal_access",),
 }
 
 

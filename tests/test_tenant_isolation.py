@@ -67,6 +67,7 @@ EMPTY_VIEWS = {
     ("dunning", "GET", "/v1/customers/{customer_id}/dunning/preview"),
     # not a customer: a file format, and B's journal in it is empty
     ("reporting", "GET", "/v1/ledger/export/{fmt}"),
+    ("reporting", "GET", "/v1/customers/{customer_id}/statement"),
 }
 # Refusals other than 404 that are right, with why (B gets the same for ids nobody has).
 REFUSALS = {

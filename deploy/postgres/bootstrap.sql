@@ -30,7 +30,7 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$
 DECLARE
-  services CONSTANT text[] := ARRAY['invoice', 'payments', 'credit', 'dunning', 'reporting'];
+  services CONSTANT text[] := ARRAY['invoice', 'payments', 'credit', 'dunning', 'reporting', 'portal'];
   svc   text;
   other text;
   role  text;

@@ -78,6 +78,9 @@ def _nul_locations(value: Any, loc: list[str | int]) -> Iterator[list[str | int]
             yield from _nul_locations(item, [*loc, index])
 
 
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 async def reject_nul_characters(request: Request) -> None:
     """PostgreSQL text and jsonb cannot hold U+0000, so a request carrying one anywhere (a path or
     query parameter, a string in a JSON body) is invalid input: 422, never a 500 from the database."""
@@ -89,7 +92,16 @@ async def reject_nul_characters(request: Request) -> None:
         for name, value in request.query_params.multi_items()
         if "\x00" in name or "\x00" in value
     ]
-    body = await request.body()
+    if request.headers.get("content-type", "").startswith(_FORM_TYPES):
+        form = await request.form()  # parsed once, and kept for the route's Form parameters
+        locations += [
+            ["body", name]
+            for name, value in form.multi_items()
+            if "\x00" in name or (isinstance(value, str) and "\x00" in value)
+        ]
+        body = b""
+    else:
+        body = await request.body()
     if b"\\u0000" in body:
         try:
             document = json.loads(body)

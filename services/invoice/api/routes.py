@@ -39,7 +39,14 @@ from shared.db import json_column
 from shared.errors import NotFound
 from shared.eventstore.store import AppendContext
 from shared.money import Money
-from shared.web.deps import Requires, append_context, db_session, run_command, runtime_of
+from shared.web.deps import (
+    Requires,
+    RequiresAny,
+    append_context,
+    db_session,
+    run_command,
+    runtime_of,
+)
 from shared.web.pagination import MAX_PAGE_SIZE, document_page
 
 READ = "invoices:read"
@@ -48,6 +55,8 @@ WRITE = "invoices:write"
 router = APIRouter(prefix="/v1", tags=["invoices"])
 Reader = Annotated[Principal, Depends(Requires(READ))]
 Writer = Annotated[Principal, Depends(Requires(WRITE))]
+# The customer portal may open disputes and nothing else that writes.
+DisputeWriter = Annotated[Principal, Depends(RequiresAny(WRITE, "disputes:write"))]
 Session = Annotated[AsyncSession, Depends(db_session)]
 Operation = Callable[[AsyncSession], Awaitable[tuple[int, Any]]]
 
@@ -292,7 +301,7 @@ async def issue_credit_note(
 
 @router.post("/invoices/{invoice_id}/disputes", status_code=201)
 async def open_dispute(
-    request: Request, invoice_id: uuid.UUID, body: DisputeCreate, principal: Writer
+    request: Request, invoice_id: uuid.UUID, body: DisputeCreate, principal: DisputeWriter
 ) -> JSONResponse:
     dispute_id = uuid.uuid4()
     return await _change(

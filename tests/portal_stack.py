@@ -1,0 +1,184 @@
+"""Every service and the portal in-process, with a customer owing three invoices: what the portal
+tests (in-process and in Chromium) start from."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from services.credit.api.app import create_app as credit_app
+from services.credit.config import CreditSettings
+from services.dunning.api.app import create_app as dunning_app
+from services.dunning.config import DunningSettings
+from services.invoice.adapters.credit_client import CreditCheckClient
+from services.invoice.api.app import create_app as invoice_app
+from services.invoice.config import InvoiceSettings
+from services.payments.api.app import create_app as payments_app
+from services.payments.config import PaymentsSettings
+from services.portal.api.app import create_app as portal_app
+from services.portal.config import PortalSettings
+from services.portal.gateway.adapter import SandboxGateway
+from services.portal.gateway.sandbox import SandboxGatewaySettings
+from services.portal.gateway.sandbox import create_app as sandbox_app
+from services.reporting.api.app import create_app as reporting_app
+from services.reporting.config import ReportingSettings
+from shared.auth import mint_token
+from shared.migrations import upgrade
+from shared.settings import AuthSettings
+from shared.testing import HostRoutes
+
+SCOPES = (
+    "invoices:read",
+    "invoices:write",
+    "credit:write",
+    "payments:read",
+    "payments:write",
+    "dunning:read",
+    "dunning:write",
+    "reporting:read",
+    "portal:read",
+    "portal:write",
+    "ops:replay",
+)
+TODAY = datetime.now(UTC).date()
+WEBHOOK_SECRET = "whsec_portal_tests_0123456789"
+SANDBOX_KEY = "sk_test_portal_tests"
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+@dataclass
+class Customer:
+    tenant: str
+    customer_id: str
+    invoices: dict[str, str]  # number -> invoice id
+    headers: dict[str, str]
+
+
+@dataclass
+class Stack:
+    apps: dict[str, FastAPI]
+    api: dict[str, httpx.AsyncClient]  # as the tenant's back office, per service
+    portal_settings: PortalSettings
+
+    async def customer(self, tenant: str, name: str) -> Customer:
+        """A customer with invoices of 100.00 (60 days old), 250.00 (40) and 80.00 (5)."""
+        token = mint_token(AuthSettings(), subject="back-office", tenant_id=tenant, scopes=SCOPES)
+        headers = {"Authorization": f"Bearer {token}"}
+        inv = self.api["invoice"]
+        cid = f"{name}-{uuid.uuid4().hex[:8]}"
+        customer = {
+            "customer_id": cid,
+            "name": name.title(),
+            "email": f"ap@{name}.example",
+            "currency": "EUR",
+            "billing_address": {
+                "line1": "1 Main St",
+                "city": "Berlin",
+                "postal_code": "10115",
+                "country": "DE",
+            },
+            "default_terms": {"kind": "net", "net_days": 30},
+        }
+        ok(await inv.post("/v1/customers", json=customer, headers=headers), 201)
+        limit = {"limit": {"amount": 1_000_000, "currency": "EUR"}, "reason": "onboarding"}
+        credit = f"/v1/customers/{cid}/credit-limit"
+        ok(await self.api["credit"].put(credit, json=limit, headers=headers))
+        numbers: dict[str, str] = {}
+        for amount, days_ago in ((10_000, 60), (25_000, 40), (8_000, 5)):
+            line = {"description": "Goods", "quantity": "1", "unit_price": amount}
+            body = {"customer_id": cid, "lines": [line]}
+            draft = ok(await inv.post("/v1/invoices", json=body, headers=headers), 201)
+            day = {"issue_date": (TODAY - timedelta(days=days_ago)).isoformat()}
+            path = f"/v1/invoices/{draft['invoice_id']}/issue"
+            issued = ok(await inv.post(path, json=day, headers=headers))
+            numbers[issued["number"]] = issued["invoice_id"]
+        return Customer(tenant, cid, numbers, headers)
+
+    async def link(self, who: Customer, **body: Any) -> dict[str, Any]:
+        request = {"customer_id": who.customer_id, **body}
+        answer = await self.api["portal"].post(
+            "/v1/portal-links", json=request, headers=who.headers
+        )
+        return ok(answer, 201)  # type: ignore[no-any-return]
+
+    def browser(self) -> httpx.AsyncClient:
+        """A customer's browser: the portal at ``http://portal``, the gateway's hosted page at
+        ``http://gateway``; keeps cookies, follows no redirects by itself."""
+        return httpx.AsyncClient(
+            transport=HostRoutes({"portal": self.apps["portal"], "gateway": self.apps["gateway"]}),
+            base_url="http://portal",
+            timeout=30,
+        )
+
+
+@asynccontextmanager
+async def portal_stack(tenants: Sequence[str] = ()) -> AsyncIterator[Stack]:
+    """The services, the portal, and the sandbox gateway (``http://gateway``) whose webhooks
+    the payments service accepts for ``tenants``."""
+    secrets = {t: [SecretStr(WEBHOOK_SECRET)] for t in tenants}
+    settings = {
+        "credit": CreditSettings(),
+        "invoice": InvoiceSettings(),
+        "payments": PaymentsSettings(webhook_secrets=secrets),
+        "dunning": DunningSettings(run_scheduler=False),
+        "reporting": ReportingSettings(),
+        "portal": PortalSettings(
+            invoice_url="http://invoice",
+            payments_url="http://payments",
+            dunning_url="http://dunning",
+            reporting_url="http://reporting",
+        ),
+    }
+    for name, s in settings.items():
+        await upgrade(name, s.dsn())
+    credit = credit_app(settings["credit"])  # type: ignore[arg-type]
+    checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
+    apps: dict[str, FastAPI] = {
+        "credit": credit,
+        "invoice": invoice_app(settings["invoice"], checker),  # type: ignore[arg-type]
+        "payments": payments_app(settings["payments"]),  # type: ignore[arg-type]
+        "dunning": dunning_app(settings["dunning"]),  # type: ignore[arg-type]
+        "reporting": reporting_app(settings["reporting"]),  # type: ignore[arg-type]
+    }
+    routes = HostRoutes(apps)
+    apps["gateway"] = sandbox_app(
+        SandboxGatewaySettings(
+            api_key=SecretStr(SANDBOX_KEY),
+            default_webhook_secret=SecretStr(WEBHOOK_SECRET),
+            webhook_url_template="http://payments/v1/webhooks/gateway/{tenant_id}",
+            public_url="http://gateway",
+        ),
+        webhook_client=httpx.AsyncClient(transport=routes, timeout=30),
+    )
+    gateway = SandboxGateway(
+        "http://gateway", SANDBOX_KEY, client=httpx.AsyncClient(transport=routes, timeout=30)
+    )
+    apps["portal"] = portal_app(
+        settings["portal"],  # type: ignore[arg-type]
+        transport=routes,
+        gateway=gateway,
+    )
+    async with AsyncExitStack() as stack:
+        for app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        api = {
+            name: await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", timeout=30
+                )
+            )
+            for name, app in apps.items()
+        }
+        yield Stack(apps, api, settings["portal"])  # type: ignore[arg-type]
