@@ -2,10 +2,11 @@
 
 from datetime import time
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services import SERVICE_PORTS
+from shared.portal_links import PortalLinkSettings
 from shared.settings import ServiceSettings
 
 
@@ -30,7 +31,14 @@ class DunningSettings(ServiceSettings):
     from_address: str = "billing@ledgerline.invalid"
     reply_to: str | None = None
     seller_name: str = "Ledgerline Demo Seller"
-    pay_link_base: str = "https://pay.ledgerline.invalid"
+    # Every e-mail links to the customer portal with a signed, expiring link (`pay_link` in the
+    # templates). Defaults: LEDGERLINE_PORTAL_URL, LEDGERLINE_PORTAL_LINK_SECRET, 30 days;
+    # here: LEDGERLINE_DUNNING_PORTAL__BASE_URL, __SECRET, __TTL_DAYS, __PREVIOUS_SECRETS.
+    portal: PortalLinkSettings = Field(default_factory=PortalLinkSettings)
+    # Statements of account come from the reporting service, with tokens signed here
+    # (auth.signing_key, else the shared HS256 key) for scope reporting:read.
+    reporting_url: str = f"http://127.0.0.1:{SERVICE_PORTS['reporting']}"
+    reporting_timeout_seconds: float = 30.0
     # No e-mails in these local hours (the window may wrap midnight; equal times: none).
     timezone: str = "Europe/Berlin"
     quiet_start: time = time(20, 0)

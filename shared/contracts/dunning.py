@@ -25,6 +25,7 @@ __all__ = [
     "InvoiceStep",
     "LateFee",
     "LateFeeAssessed",
+    "MessageKind",
     "PromiseToPayBroken",
     "PromiseToPayKept",
     "PromiseToPayRecorded",
@@ -36,6 +37,9 @@ __all__ = [
 
 StepId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 Channel = Literal["email", "phone"]
+#: What an outbox message was: a reminder of a case, or a statement of account the customer
+#: opted in to. Added later with a default, so events stored before read as reminders.
+MessageKind = Literal["reminder", "statement"]
 
 
 class LateFee(BaseModel):
@@ -140,15 +144,19 @@ class ReminderCancelled(EventPayload):
     message_id: uuid.UUID
     reason: str
     cancelled_at: datetime
+    kind: MessageKind = "reminder"
 
 
 @registry.payload
 class ReminderSent(EventPayload):
+    """An e-mail was accepted by the SMTP relay: a reminder, or (``kind``) a statement."""
+
     event_type = "ReminderSent"
 
     message_id: uuid.UUID
     to: list[str]
     sent_at: datetime
+    kind: MessageKind = "reminder"
 
 
 @registry.payload
@@ -162,6 +170,7 @@ class ReminderFailed(EventPayload):
     reason: str
     failed_at: datetime
     outcome_unknown: bool = False
+    kind: MessageKind = "reminder"
 
 
 @registry.payload

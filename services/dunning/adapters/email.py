@@ -12,6 +12,10 @@ about, so the pipeline is
   customer-provided text (customer name, invoice numbers) is escaped in HTML and left alone
   in the plain-text part and the subject; ``StrictUndefined`` turns a typo in a template
   into an error instead of an empty string in a customer's mailbox.
+* ``pay_link`` is the customer's signed portal link (it holds a bearer token): it is left out of
+  reprs and error messages, so it reaches the customer's mailbox and nothing else.
+* A statement of account (:class:`StatementContent`, :func:`render_statement`) uses the
+  ``statement.*`` templates and goes out with the reporting service's PDF and CSV attached.
 * :func:`build_message` gives the message a Message-ID derived from ``message_id`` alone,
   so a retried send is the *same* message and MTAs and mail clients can de-duplicate it.
 * :class:`SmtpSender` maps every failure to :class:`TransientSendError` (try again later)
@@ -50,6 +54,8 @@ __all__ = [
     "SendError",
     "SmtpConfig",
     "SmtpSender",
+    "StatementAttachment",
+    "StatementContent",
     "TransientSendError",
     "build_message",
     "describe_days",
@@ -58,6 +64,7 @@ __all__ = [
     "late_fee_totals",
     "message_id_header",
     "render",
+    "render_statement",
     "totals",
 ]
 
@@ -107,8 +114,34 @@ class ReminderContent:
     from_address: str
     reply_to: str | None
     invoices: tuple[InvoiceLine, ...]
-    pay_link: str
+    pay_link: str = field(repr=False)  # the portal link: a bearer token
     sent_on: date
+
+
+@dataclass(frozen=True)
+class StatementAttachment:
+    filename: str
+    content_type: str  # "application/pdf", "text/csv"
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StatementContent:
+    """A statement of account for one closed period, with its documents attached."""
+
+    message_id: uuid.UUID
+    customer_name: str
+    to: tuple[str, ...]
+    seller_name: str
+    from_address: str
+    reply_to: str | None
+    frequency: str  # "weekly" | "monthly"
+    period_start: date
+    period_end: date
+    pay_link: str = field(repr=False)  # the portal link: a bearer token
+    sent_on: date
+    attachments: tuple[StatementAttachment, ...] = ()
+    template: str = "statement"
 
 
 @dataclass(frozen=True)
@@ -182,10 +215,13 @@ def _environment() -> jinja2.Environment:
 
 
 def _check_pay_link(link: str) -> None:
-    # The link ends up in an href: only http(s), so it can never be a javascript: URL.
+    # The link ends up in an href: only http(s), so it can never be a javascript: URL. The
+    # error names the scheme only: the link's path is a bearer token, and errors are stored.
     parts = urlsplit(link)
     if parts.scheme not in ("https", "http") or not parts.netloc or any(c.isspace() for c in link):
-        raise ValueError(f"pay link must be an absolute http(s) URL, got {link!r}")
+        raise ValueError(
+            f"pay link must be an absolute http(s) URL without spaces (scheme {parts.scheme!r})"
+        )
 
 
 def _context(content: ReminderContent) -> dict[str, Any]:
@@ -235,6 +271,31 @@ def render(content: ReminderContent) -> RenderedEmail:
     return RenderedEmail(subject=subject, text=text, html=html)
 
 
+def render_statement(content: StatementContent) -> RenderedEmail:
+    """Render subject, plain text and HTML of a statement e-mail; ``ValueError`` for a portal
+    link that is not an absolute http(s) URL or a period that ends before it starts."""
+    _check_pay_link(content.pay_link)
+    if content.period_end < content.period_start:
+        raise ValueError("a statement period must not end before it starts")
+    env = _environment()
+    context = {
+        "customer_name": content.customer_name,
+        "seller_name": content.seller_name,
+        "reply_to": content.reply_to,
+        "pay_link": content.pay_link,
+        "sent_on": content.sent_on,
+        "frequency": content.frequency,
+        "period_start": content.period_start,
+        "period_end": content.period_end,
+        "attachments": [a.filename for a in content.attachments],
+    }
+    raw_subject = env.get_template("statement.subject.j2").render(context)
+    subject = " ".join(raw_subject.split())
+    text = env.get_template("statement.txt.j2").render(context)
+    html = env.get_template("statement.html.j2").render(context, subject=subject)
+    return RenderedEmail(subject=subject, text=text, html=html)
+
+
 # ------------------------------------------------------------------------- message
 
 
@@ -261,9 +322,13 @@ def _address(addr_spec: str, display_name: str = "") -> Address:
 
 
 def build_message(
-    content: ReminderContent, rendered: RenderedEmail, *, now: datetime | None = None
+    content: ReminderContent | StatementContent,
+    rendered: RenderedEmail,
+    *,
+    now: datetime | None = None,
 ) -> EmailMessage:
-    """The MIME message: ``multipart/alternative`` with the text part first, then HTML.
+    """The MIME message: ``multipart/alternative`` with the text part first, then HTML (in a
+    ``multipart/mixed`` with the documents, for a statement with attachments).
 
     ``now`` (timezone-aware, default: the current time) only sets the Date header; the
     Message-ID is ``<{message_id}@ledgerline.invalid>`` and ``X-Ledgerline-Message-Id``
@@ -290,6 +355,11 @@ def build_message(
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    for attachment in content.attachments if isinstance(content, StatementContent) else ():
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return message
 
 

@@ -23,6 +23,7 @@ from services.dunning.application import cases
 from services.dunning.application.scheduler import due_customers
 from services.dunning.domain import case as domain
 from services.dunning.domain.policy import DEFAULT_POLICY, Policy, validate_steps
+from services.dunning.domain.statements import StatementFrequency
 from shared.auth import Principal
 from shared.contracts.dunning import DunningPolicyDefined, DunningPolicyRemoved, DunningStep
 from shared.contracts.fields import FIRST_DAY, LAST_DAY
@@ -31,12 +32,14 @@ from shared.errors import NotFound
 from shared.events.registry import build_event, registry
 from shared.eventstore.store import AppendContext
 from shared.money import Money
-from shared.web.deps import Action, Requires, db_session, run_command
+from shared.web.deps import Action, Requires, RequiresAny, db_session, run_command
 from shared.web.spreadsheet import safe_cell
 
 router = APIRouter(prefix="/v1", tags=["dunning"])
 Reader = Annotated[Principal, Depends(Requires("dunning:read"))]
 Writer = Annotated[Principal, Depends(Requires("dunning:write"))]
+# The customer portal may record promises to pay and write nothing else here.
+PromiseWriter = Annotated[Principal, Depends(RequiresAny("dunning:write", "promises:write"))]
 Session = Annotated[AsyncSession, Depends(db_session)]
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 Scope = Annotated[
@@ -58,6 +61,8 @@ class PolicyBody(Body):
 
 class SettingsBody(Body):
     segment: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,40}$")] | None = None
+    # Statements of account by e-mail, each covering the previous week or calendar month.
+    statement_frequency: StatementFrequency = "none"
 
 
 class PauseBody(Body):
@@ -206,16 +211,30 @@ def _policy_document(policy: Policy) -> dict[str, Any]:
 async def customer_settings(
     request: Request, customer_id: CustomerId, body: SettingsBody, principal: Writer
 ) -> JSONResponse:
+    """The customer's segment (which policy applies) and statement_frequency (`none`,
+    `weekly`, `monthly`: statements of account e-mailed with PDF and CSV). Replaces both."""
+
     async def action(session: AsyncSession, ctx: AppendContext) -> Any:
         await session.execute(
             text(
-                f"""INSERT INTO {SCHEMA}.customers (tenant_id, customer_id, segment)
-                    VALUES (:t, :c, :s)
-                    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET segment = EXCLUDED.segment"""
+                f"""INSERT INTO {SCHEMA}.customers
+                        (tenant_id, customer_id, segment, statement_frequency)
+                    VALUES (:t, :c, :s, :f)
+                    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET segment = EXCLUDED.segment,
+                        statement_frequency = EXCLUDED.statement_frequency"""
             ),
-            {"t": ctx.tenant_id, "c": customer_id, "s": body.segment},
+            {
+                "t": ctx.tenant_id,
+                "c": customer_id,
+                "s": body.segment,
+                "f": body.statement_frequency,
+            },
         )
-        return {"customer_id": customer_id, "segment": body.segment}
+        return {
+            "customer_id": customer_id,
+            "segment": body.segment,
+            "statement_frequency": body.statement_frequency,
+        }
 
     return await run_command(request, principal, 200, action)
 
@@ -232,8 +251,21 @@ async def customer_dunning(customer_id: str, principal: Reader, session: Session
     history = await cases.store.read_stream(
         session, cases.case_stream(tenant, customer_id), tenant_id=tenant
     )
+    settings = (
+        await session.execute(
+            text(
+                f"""SELECT segment, statement_frequency FROM {SCHEMA}.customers
+                    WHERE tenant_id = :t AND customer_id = :c"""
+            ),
+            {"t": tenant, "c": customer_id},
+        )
+    ).one_or_none()
     return {
         **cases.case_view(state),
+        "settings": {
+            "segment": settings.segment if settings else None,
+            "statement_frequency": settings.statement_frequency if settings else "none",
+        },
         "policy": _policy_document(policy),
         "behaviour": None
         if behaviour is None
@@ -318,7 +350,7 @@ async def resume(
 
 @router.post("/customers/{customer_id}/promises", status_code=201)
 async def promise_to_pay(
-    request: Request, customer_id: CustomerId, body: PromiseBody, principal: Writer
+    request: Request, customer_id: CustomerId, body: PromiseBody, principal: PromiseWriter
 ) -> JSONResponse:
     """Dunning of the named invoices waits until the promised date plus grace days."""
     promise_id = uuid.uuid4()
@@ -450,7 +482,8 @@ async def list_messages(
     rows = await session.execute(
         text(
             f"""SELECT message_id, customer_id, channel, status, content, attempts, last_error,
-                       created_at, sent_at
+                       created_at, sent_at, kind, period_key, portal_link_id,
+                       portal_link_expires_at
                 FROM {SCHEMA}.outbox_messages
                 WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL OR status = :s)
                   AND (CAST(:c AS text) IS NULL OR customer_id = :c)
@@ -464,6 +497,7 @@ async def list_messages(
                 "message_id": str(r.message_id),
                 "customer_id": r.customer_id,
                 "channel": r.channel,
+                "kind": r.kind,
                 "status": r.status,
                 "template": json_column(r.content)["template"],
                 "invoice_ids": json_column(r.content)["invoice_ids"],
@@ -471,9 +505,23 @@ async def list_messages(
                 "last_error": r.last_error,
                 "created_at": r.created_at.isoformat(),
                 "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                "period": _period(json_column(r.content)) if r.period_key else None,
+                # what ops revoke in the portal; the link's token is kept nowhere
+                "portal_link_id": str(r.portal_link_id) if r.portal_link_id else None,
+                "portal_link_expires_at": r.portal_link_expires_at.isoformat()
+                if r.portal_link_expires_at
+                else None,
             }
             for r in rows
         ]
+    }
+
+
+def _period(content: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "frequency": content["frequency"],
+        "from_date": content["from_date"],
+        "to_date": content["to_date"],
     }
 
 

@@ -11,6 +11,15 @@ Claims use SKIP LOCKED, so several mailers share the queue without sending one m
 At claim time the message is rebuilt from the current facts: invoices paid, credited or
 disputed since it was scheduled drop out, and a message with nothing left is cancelled. Quiet
 hours (in the tenant's time zone) move `not_before` to the end of the window.
+
+Every e-mail carries the customer's signed portal link (`pay_link` in the templates), issued at
+claim time; its `link_id` is committed with the claim, before the e-mail can exist, so ops can
+revoke it. A retry keeps the link id (a new token, the same revocable id). The token itself is
+never stored or logged: it is in the e-mail and nowhere else.
+
+Statements (`kind = 'statement'`) take the same path; their PDF and CSV are fetched from the
+reporting service just before sending. A failed fetch is retried like a transient SMTP failure,
+and a statement never goes out without both documents.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -29,18 +38,29 @@ from services.dunning.adapters.email import (
     InvoiceLine,
     PermanentSendError,
     ReminderContent,
+    RenderedEmail,
     SmtpSender,
+    StatementAttachment,
+    StatementContent,
     TransientSendError,
     build_message,
     render,
+    render_statement,
 )
+from services.dunning.adapters.reporting import StatementClient, StatementUnavailable
 from services.dunning.application.cases import case_stream, load_case, now, save_case
 from services.dunning.domain.policy import next_send_time
-from shared.contracts.dunning import ReminderCancelled, ReminderFailed, ReminderSent
+from shared.contracts.dunning import (
+    MessageKind,
+    ReminderCancelled,
+    ReminderFailed,
+    ReminderSent,
+)
 from shared.db import json_column
 from shared.events.registry import EventPayload
 from shared.eventstore.store import AppendContext, retry_on_conflict
 from shared.money import Money
+from shared.portal_links import PortalLinkSettings, issue_link, link_url
 
 log = logging.getLogger(__name__)
 ACTOR = "system:dunning-mailer"
@@ -51,7 +71,7 @@ class MailerConfig:
     seller_name: str = "Ledgerline Demo Seller"
     from_address: str = "billing@ledgerline.invalid"
     reply_to: str | None = None
-    pay_link_base: str = "https://pay.ledgerline.invalid"
+    portal: PortalLinkSettings = dataclasses.field(default_factory=PortalLinkSettings)
     timezone: str = "UTC"
     quiet_start: time = time(20, 0)
     quiet_end: time = time(8, 0)
@@ -66,8 +86,12 @@ class Claimed:
     tenant_id: str
     customer_id: str
     message_id: uuid.UUID
-    content: ReminderContent
+    content: ReminderContent | StatementContent
     attempts: int
+
+    @property
+    def kind(self) -> MessageKind:
+        return "statement" if isinstance(self.content, StatementContent) else "reminder"
 
 
 async def _record(
@@ -127,7 +151,8 @@ async def recover_stale(
         rows = (
             await session.execute(
                 text(
-                    f"""SELECT tenant_id, customer_id, message_id FROM {SCHEMA}.outbox_messages
+                    f"""SELECT tenant_id, customer_id, message_id, kind
+                        FROM {SCHEMA}.outbox_messages
                         WHERE status = 'sending' AND lease_until < :at
                           AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)
                         FOR UPDATE SKIP LOCKED LIMIT 100"""
@@ -142,6 +167,7 @@ async def recover_stale(
             "sent again",
             failed_at=at,
             outcome_unknown=True,
+            kind=r.kind,
         )
         await _record(
             sessions,
@@ -161,19 +187,25 @@ async def claim(
     config: MailerConfig,
     at: datetime,
     tenant_id: str | None = None,
+    *,
+    statements: bool = True,
 ) -> list[Claimed]:
+    """Claim due messages (statements only with ``statements``: a mailer that cannot fetch
+    them leaves them to one that can) and issue each its portal link."""
     claimed: list[Claimed] = []
     async with sessions() as session, session.begin():
         rows = (
             await session.execute(
                 text(
-                    f"""SELECT tenant_id, customer_id, message_id, content, attempts
+                    f"""SELECT tenant_id, customer_id, message_id, content, attempts, kind,
+                               portal_link_id
                         FROM {SCHEMA}.outbox_messages
                         WHERE status = 'pending' AND not_before <= :at
                           AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)
+                          AND (CAST(:statements AS boolean) OR kind <> 'statement')
                         ORDER BY not_before FOR UPDATE SKIP LOCKED LIMIT :n"""
                 ),
-                {"at": at, "n": config.batch_size, "tenant": tenant_id},
+                {"at": at, "n": config.batch_size, "tenant": tenant_id, "statements": statements},
             )
         ).all()
         for r in rows:
@@ -181,7 +213,13 @@ async def claim(
             if send_at > at:
                 await _set(session, r, "pending", not_before=send_at)
                 continue
-            content, problem = await _content(session, r, config, at)
+            # A retry keeps the link id: whichever attempt reached the customer, it is revocable.
+            link, token = issue_link(
+                config.portal, r.tenant_id, r.customer_id, now=at, link_id=r.portal_link_id
+            )
+            content, problem = await _content(
+                session, r, config, at, link_url(config.portal, token)
+            )
             if content is None:
                 await _cancel(session, r, problem, at)
                 continue
@@ -191,6 +229,8 @@ async def claim(
                 "sending",
                 lease_until=at + timedelta(seconds=config.lease_seconds),
                 attempts=r.attempts + 1,
+                portal_link_id=link.link_id,
+                portal_link_expires_at=link.expires_at,
             )
             claimed.append(
                 Claimed(r.tenant_id, r.customer_id, r.message_id, content, r.attempts + 1)
@@ -213,9 +253,11 @@ async def _cancel(session: AsyncSession, row: Any, reason: str, at: datetime) ->
     """Nothing left to say (or nobody to say it to): recorded in the claiming transaction."""
     failed = reason.startswith("no e-mail")
     event: EventPayload = (
-        ReminderFailed(message_id=row.message_id, reason=reason, failed_at=at)
+        ReminderFailed(message_id=row.message_id, reason=reason, failed_at=at, kind=row.kind)
         if failed
-        else ReminderCancelled(message_id=row.message_id, reason=reason, cancelled_at=at)
+        else ReminderCancelled(
+            message_id=row.message_id, reason=reason, cancelled_at=at, kind=row.kind
+        )
     )
     ctx = await _outcome_context(session, row.tenant_id, row.customer_id, row.message_id)
     state, version = await load_case(session, row.tenant_id, row.customer_id)
@@ -224,13 +266,13 @@ async def _cancel(session: AsyncSession, row: Any, reason: str, at: datetime) ->
 
 
 async def _content(
-    session: AsyncSession, row: Any, config: MailerConfig, at: datetime
-) -> tuple[ReminderContent | None, str]:
+    session: AsyncSession, row: Any, config: MailerConfig, at: datetime, portal_link: str
+) -> tuple[ReminderContent | StatementContent | None, str]:
     raw = json_column(row.content)
     customer = (
         await session.execute(
             text(
-                f"""SELECT name, email FROM {SCHEMA}.customers
+                f"""SELECT name, email, statement_frequency FROM {SCHEMA}.customers
                     WHERE tenant_id = :t AND customer_id = :c"""
             ),
             {"t": row.tenant_id, "c": row.customer_id},
@@ -238,6 +280,28 @@ async def _content(
     ).one_or_none()
     if customer is None or not customer.email:
         return None, "no e-mail address known for the customer"
+    if row.kind == "statement":
+        if customer.statement_frequency != raw["frequency"]:
+            return None, (
+                f"the customer's statements are now {customer.statement_frequency!r}, "
+                f"not {raw['frequency']!r}"
+            )
+        return (
+            StatementContent(
+                message_id=row.message_id,
+                customer_name=customer.name or row.customer_id,
+                to=(customer.email,),
+                seller_name=config.seller_name,
+                from_address=config.from_address,
+                reply_to=config.reply_to,
+                frequency=raw["frequency"],
+                period_start=date.fromisoformat(raw["from_date"]),
+                period_end=date.fromisoformat(raw["to_date"]),
+                pay_link=portal_link,
+                sent_on=at.date(),
+            ),
+            "",
+        )
     invoices = await session.execute(
         text(
             f"""SELECT number, issue_date, due_date, currency, open_minor, disputed_minor
@@ -270,11 +334,64 @@ async def _content(
             from_address=config.from_address,
             reply_to=config.reply_to,
             invoices=lines,
-            pay_link=f"{config.pay_link_base}/{row.tenant_id}/{row.customer_id}",
+            pay_link=portal_link,
             sent_on=at.date(),
         ),
         "",
     )
+
+
+async def _statement_documents(
+    statements: StatementClient, message: Claimed, content: StatementContent
+) -> StatementContent:
+    """The statement with its PDF and CSV attached; :class:`StatementUnavailable` otherwise."""
+    attachments = []
+    stem = "statement-{}-{}-{}".format(
+        "".join(c if c.isalnum() or c in "-." else "_" for c in message.customer_id),
+        content.period_start.isoformat(),
+        content.period_end.isoformat(),
+    )
+    for fmt in ("pdf", "csv"):
+        document = await statements.fetch(
+            message.tenant_id,
+            message.customer_id,
+            content.period_start,
+            content.period_end,
+            fmt,
+        )
+        attachments.append(
+            StatementAttachment(f"{stem}.{fmt}", document.content_type, document.data)
+        )
+    return dataclasses.replace(content, attachments=tuple(attachments))
+
+
+async def _retry(
+    sessions: async_sessionmaker[AsyncSession],
+    message: Claimed,
+    config: MailerConfig,
+    error: str,
+) -> str:
+    """Back to pending with a doubling delay, or failed once the attempts are used up."""
+    if message.attempts >= config.max_attempts:
+        return await _failed(
+            sessions, message, f"gave up after {message.attempts} attempts: {error}"
+        )
+    delay = config.retry_base_seconds * 2 ** (message.attempts - 1)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                f"""UPDATE {SCHEMA}.outbox_messages SET status = 'pending',
+                        not_before = :nb, last_error = :e, lease_until = NULL
+                    WHERE tenant_id = :t AND message_id = :m"""
+            ),
+            {
+                "t": message.tenant_id,
+                "m": message.message_id,
+                "nb": now() + timedelta(seconds=delay),
+                "e": error[:500],
+            },
+        )
+    return "retry"
 
 
 async def deliver(
@@ -282,32 +399,39 @@ async def deliver(
     sender: SmtpSender,
     message: Claimed,
     config: MailerConfig,
+    statements: StatementClient | None = None,
 ) -> str:
     """Send one claimed message and record the outcome: "sent", "retry" or "failed"."""
     params = {"t": message.tenant_id, "m": message.message_id}
+    content = message.content
+    rendered: RenderedEmail
     try:
-        email = build_message(message.content, render(message.content))
+        if isinstance(content, StatementContent):
+            rendered = render_statement(content)  # before fetching: a bad link fails at once
+            if statements is None:
+                raise StatementUnavailable("no reporting client configured", transient=True)
+            content = await _statement_documents(statements, message, content)
+        else:
+            rendered = render(content)
+        email = build_message(content, rendered)
+    except StatementUnavailable as exc:
+        if exc.transient:
+            return await _retry(sessions, message, config, exc.reason)
+        return await _failed(sessions, message, f"statement refused: {exc.reason}")
     except ValueError as exc:  # a bad address or template: no retry will fix it
         return await _failed(sessions, message, f"cannot build the message: {exc}")
     try:
         await sender.send(email)
     except TransientSendError as exc:
-        if message.attempts < config.max_attempts:
-            delay = config.retry_base_seconds * 2 ** (message.attempts - 1)
-            async with sessions() as session, session.begin():
-                await session.execute(
-                    text(
-                        f"""UPDATE {SCHEMA}.outbox_messages SET status = 'pending',
-                                not_before = :nb, last_error = :e, lease_until = NULL
-                            WHERE tenant_id = :t AND message_id = :m"""
-                    ),
-                    {**params, "nb": now() + timedelta(seconds=delay), "e": str(exc)[:500]},
-                )
-            return "retry"
-        return await _failed(sessions, message, f"gave up after {message.attempts} attempts: {exc}")
+        return await _retry(sessions, message, config, str(exc))
     except PermanentSendError as exc:
         return await _failed(sessions, message, f"refused: {exc}")
-    event = ReminderSent(message_id=message.message_id, to=list(message.content.to), sent_at=now())
+    event = ReminderSent(
+        message_id=message.message_id,
+        to=list(message.content.to),
+        sent_at=now(),
+        kind=message.kind,
+    )
     await _record(
         sessions,
         message.tenant_id,
@@ -322,7 +446,9 @@ async def deliver(
 
 
 async def _failed(sessions: async_sessionmaker[AsyncSession], message: Claimed, reason: str) -> str:
-    event = ReminderFailed(message_id=message.message_id, reason=reason[:1000], failed_at=now())
+    event = ReminderFailed(
+        message_id=message.message_id, reason=reason[:1000], failed_at=now(), kind=message.kind
+    )
     await _record(
         sessions,
         message.tenant_id,
@@ -341,12 +467,15 @@ async def run_once(
     sender: SmtpSender,
     config: MailerConfig,
     tenant_id: str | None = None,
+    *,
+    statements: StatementClient | None = None,
 ) -> dict[str, int]:
     """One pass: record crashed deliveries, then claim and send what is due (one tenant's
-    queue with `tenant_id`)."""
+    queue with `tenant_id`). Statements are claimed only with a `statements` client."""
     at = now()
     recovered = await recover_stale(sessions, at, tenant_id)
     outcomes = {"recovered": recovered, "sent": 0, "retry": 0, "failed": 0}
-    for message in await claim(sessions, config, at, tenant_id):
-        outcomes[await deliver(sessions, sender, message, config)] += 1
+    claimed = await claim(sessions, config, at, tenant_id, statements=statements is not None)
+    for message in claimed:
+        outcomes[await deliver(sessions, sender, message, config, statements)] += 1
     return outcomes

@@ -4,19 +4,27 @@ The scheduler runs each customer with open invoices near or past due, one transa
 customer. Several instances can run: a customer being run elsewhere is skipped (a transaction
 advisory lock), and even without the lock the case stream's version check lets only one run
 record a step.
+
+Each run also queues the statements of account customers asked for (`statement_frequency`):
+one outbox row per customer and closed period, whose unique period key makes every later run
+in the same period (here or in another instance) a no-op.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dunning.adapters import SCHEMA
 from services.dunning.adapters.email import SmtpSender
+from services.dunning.adapters.reporting import StatementClient
 from services.dunning.application import mailer
 from services.dunning.application.cases import SYSTEM, now, run_customer
+from services.dunning.domain.statements import FREQUENCIES, due_period
 from shared.eventstore.store import AppendContext, retry_on_conflict
 from shared.web.runtime import ServiceRuntime, every
 
@@ -76,15 +84,67 @@ async def run_all(
     return ran
 
 
+async def queue_statements(
+    sessions: async_sessionmaker[AsyncSession], today: date, tenant_id: str | None = None
+) -> int:
+    """Queue the statement due on ``today`` (a local date) for every customer who asked for
+    them and has none for that period yet; returns how many were queued. The mailer finds the
+    address (or records that there is none) and fetches the documents when it sends."""
+    queued = 0
+    async with sessions() as session, session.begin():
+        for frequency in FREQUENCIES:
+            period = due_period(today, frequency)
+            if period is None:
+                continue
+            content: dict[str, object] = {
+                "template": "statement",
+                "frequency": frequency,
+                "from_date": period.start.isoformat(),
+                "to_date": period.end.isoformat(),
+                "invoice_ids": [],
+            }
+            rows = await session.execute(
+                text(
+                    f"""INSERT INTO {SCHEMA}.outbox_messages (tenant_id, message_id,
+                            customer_id, channel, status, content, kind, period_key)
+                        SELECT tenant_id, gen_random_uuid(), customer_id, 'email', 'pending',
+                               CAST(:content AS jsonb), 'statement', :key
+                        FROM {SCHEMA}.customers
+                        WHERE statement_frequency = :f
+                          AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)
+                        ON CONFLICT (tenant_id, customer_id, period_key)
+                            WHERE period_key IS NOT NULL DO NOTHING
+                        RETURNING message_id"""
+                ),
+                {
+                    "content": json.dumps(content),
+                    "key": period.key,
+                    "f": frequency,
+                    "tenant": tenant_id,
+                },
+            )
+            queued += len(rows.all())
+    return queued
+
+
+def local_today(tz: str) -> date:
+    """Today where the customers are: a week starts on their Monday, not UTC's."""
+    return now().astimezone(ZoneInfo(tz)).date()
+
+
 class DunningScheduler:
     name = "dunning scheduler"
 
-    def __init__(self, interval_seconds: float) -> None:
+    def __init__(self, interval_seconds: float, timezone: str = "UTC") -> None:
         self.interval_seconds = interval_seconds
+        self.timezone = timezone
 
     async def run(self, runtime: ServiceRuntime) -> None:
         async def job() -> None:
-            await run_all(runtime.sessions, now().date())
+            try:
+                await run_all(runtime.sessions, now().date())
+            finally:  # a failing dunning run does not hold up the statements
+                await queue_statements(runtime.sessions, local_today(self.timezone))
 
         await every(runtime, self.interval_seconds, job, self.name)
 
@@ -93,14 +153,25 @@ class Mailer:
     name = "dunning mailer"
 
     def __init__(
-        self, interval_seconds: float, sender: SmtpSender, config: mailer.MailerConfig
+        self,
+        interval_seconds: float,
+        sender: SmtpSender,
+        config: mailer.MailerConfig,
+        statements: StatementClient | None = None,
     ) -> None:
         self.interval_seconds = interval_seconds
         self.sender = sender
         self.config = config
+        self.statements = statements
 
     async def run(self, runtime: ServiceRuntime) -> None:
         async def job() -> None:
-            await mailer.run_once(runtime.sessions, self.sender, self.config)
+            await mailer.run_once(
+                runtime.sessions, self.sender, self.config, statements=self.statements
+            )
 
-        await every(runtime, self.interval_seconds, job, self.name)
+        try:
+            await every(runtime, self.interval_seconds, job, self.name)
+        finally:
+            if self.statements is not None:
+                await self.statements.aclose()
