@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ar import audit, dlq, events, ledger
 from ar.common import console, progress, selected, service_settings
-from services.processes import ServiceProcess, smtp_server, wait_ready
+from services.processes import ServiceProcess, sandbox_gateway, smtp_server, wait_ready
 from shared.auth import mint_token
 from shared.messaging.kafka import ensure_topics
 from shared.migrations import upgrade
@@ -26,7 +26,7 @@ app = typer.Typer(help="Ledgerline operations.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 auth_app = typer.Typer(help="Development tokens.", no_args_is_help=True)
-services_app = typer.Typer(help="Run and check the five services.", no_args_is_help=True)
+services_app = typer.Typer(help="Run and check the services.", no_args_is_help=True)
 projections_app = typer.Typer(help="The reporting projections.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(kafka_app, name="kafka")
@@ -96,9 +96,11 @@ def services_run(
     log_dir = processes[0].log_dir
     for process in processes:
         process.start()
-    smtp = None
+    helpers = []  # the local stand-ins for the outside world: an SMTP server, a card gateway
     if "dunning" in selected(service) and os.environ.get("LEDGERLINE_LOCAL_SMTP", "1") != "0":
-        smtp = smtp_server(log_dir, detach)
+        helpers.append(smtp_server(log_dir, detach))
+    if "portal" in selected(service) and os.environ.get("LEDGERLINE_LOCAL_GATEWAY", "1") != "0":
+        helpers.append(sandbox_gateway(log_dir, detach))
     problems = wait_ready(processes, ready_timeout)
     table = Table(title="Ledgerline services")
     for column in ("service", "url", "docs", "state"):
@@ -112,8 +114,8 @@ def services_run(
     def stop_all() -> None:
         for process in processes:
             process.stop()
-        if smtp is not None:
-            smtp.terminate()
+        for helper in helpers:
+            helper.terminate()
 
     if problems:
         stop_all()

@@ -137,6 +137,27 @@ def smtp_server(log_dir: Path, detach: bool = False) -> subprocess.Popen[bytes]:
     return _spawn(argv, log_dir / "smtp.log", None, detach)
 
 
+def sandbox_gateway(
+    log_dir: Path, detach: bool = False, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The sandbox payment gateway the portal hands card payments to (port 8107): it stands in
+    for Stripe locally and calls the payments service's signed webhook."""
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "services.portal.gateway.sandbox:app",
+        "--host",
+        os.environ.get("LEDGERLINE_SANDBOX_GATEWAY_HTTP_HOST", "127.0.0.1"),
+        "--port",
+        os.environ.get("LEDGERLINE_SANDBOX_GATEWAY_HTTP_PORT", "8107"),
+        "--no-access-log",
+    ]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return _spawn(argv, log_dir / "sandbox-gateway.log", env, detach)
+
+
 def _spawn(
     argv: list[str], log_path: Path, env: Mapping[str, str] | None, detach: bool
 ) -> subprocess.Popen[bytes]:

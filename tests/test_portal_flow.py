@@ -67,6 +67,7 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
                 assert number not in page.text
             assert "30 days overdue" in page.text  # 100.00 issued 60 days ago on net 30
             assert "EUR 430.00" in page.text  # open in total
+            assert "<h1>Alice: your account</h1>" in page.text
 
             mine, theirs = list(alice.invoices.values()), list(bob.invoices.values())
             pdf = await browser.get(f"/portal/invoices/{mine[0]}.pdf")
@@ -117,6 +118,8 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
             }
             sent = await browser.post("/portal/promises", data=promise)
             assert sent.status_code == 303, sent.text
+            page = await browser.get("/portal?notice=promised")
+            assert page.text.count(f"Promised for {promise['promised_date']}") == 2
             promised = await events_by(stack, alice, "dunning", ["PromiseToPayRecorded"])
             assert [e["actor"] for e in promised] == [f"portal:{link['link_id']}"]
             assert promised[0]["payload"]["amount"] == {"amount": 18_000, "currency": "EUR"}

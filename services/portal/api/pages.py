@@ -154,10 +154,21 @@ async def open_link(request: Request, token: str, session: Session) -> Response:
 
 async def _account(request: Request, link: PortalLink) -> accounts.Account:
     upstream = upstream_of(request)
-    invoices, (payments, unapplied) = await asyncio.gather(
-        upstream.invoices_of(link), upstream.payments_of(link)
+    invoices, (payments, unapplied), customer, promises = await asyncio.gather(
+        upstream.invoices_of(link),
+        upstream.payments_of(link),
+        upstream.json("invoice", f"/v1/customers/{link.customer_id}", link),
+        upstream.promises_of(link),
     )
-    return accounts.account(link.customer_id, invoices, payments, unapplied, _today())
+    return accounts.account(
+        link.customer_id,
+        invoices,
+        payments,
+        unapplied,
+        _today(),
+        name=customer.get("name"),
+        promises=promises,
+    )
 
 
 async def _page(
@@ -178,7 +189,7 @@ async def _page(
         request,
         "account.html.j2",
         status,
-        title="Your account",
+        title=f"{acct.name}: your account" if acct.name else "Your account",
         account=acct,
         csrf=csrf_token(settings_of(request).links, link),
         form_id=uuid.uuid4(),

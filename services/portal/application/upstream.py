@@ -108,6 +108,15 @@ class Upstream:
         page = await self.json("payments", path, link, params={"limit": _PAGE})
         return page.get("items", []), page.get("unapplied", [])
 
+    async def promises_of(self, link: PortalLink) -> list[dict[str, Any]]:
+        """The customer's open promises to pay; none shown rather than no page when the dunning
+        service cannot answer (they are a courtesy on the page, not its substance)."""
+        try:
+            case = await self.json("dunning", f"/v1/customers/{link.customer_id}/dunning", link)
+        except LedgerlineError:
+            return []
+        return list(case.get("promises", []))
+
     async def invoice(self, link: PortalLink, invoice_id: uuid.UUID) -> dict[str, Any]:
         """The customer's invoice, or NotFound: also when it is another customer's."""
         view: dict[str, Any] = await self.json("invoice", f"/v1/invoices/{invoice_id}", link)

@@ -8,6 +8,7 @@ also checks that each document is that customer's — a changed id in a form mus
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -62,6 +63,8 @@ class Account:
     unapplied: list[Money]
     totals: dict[str, Money] = field(default_factory=dict)  # open per currency
     overdue: dict[str, Money] = field(default_factory=dict)
+    name: str | None = None
+    promised: dict[str, date] = field(default_factory=dict)  # invoice id -> latest promise
 
 
 def _money(view: dict[str, Any] | None, currency: str) -> Money:
@@ -96,8 +99,12 @@ def account(
     payments: list[dict[str, Any]],
     unapplied: list[dict[str, Any]],
     today: date,
+    *,
+    name: str | None = None,
+    promises: Sequence[dict[str, Any]] = (),
 ) -> Account:
-    """The customer's page: open invoices oldest due first, paid ones newest first."""
+    """The customer's page: open invoices oldest due first, paid ones newest first; each open
+    invoice with the latest date the customer promised to pay it by."""
     mine = [invoice_line(v, today) for v in invoices if v.get("customer_id") == customer_id]
     open_lines = sorted(
         (i for i in mine if i.status in OPEN_STATUSES and i.open_amount.is_positive()),
@@ -135,7 +142,14 @@ def account(
         if line.days_overdue:
             overdue[c] = overdue.get(c, Money.zero(c)) + line.open_amount
     credits = [_money(u, u["currency"]) for u in unapplied]
+    promised: dict[str, date] = {}
+    for p in promises:
+        when = date.fromisoformat(p["promised_date"])
+        for invoice_id in p.get("invoice_ids", []):
+            promised[invoice_id] = max(when, promised.get(invoice_id, when))
     return Account(
+        name=name,
+        promised=promised,
         customer_id=customer_id,
         open_invoices=open_lines,
         paid_invoices=paid_lines,

@@ -62,9 +62,23 @@ def test_the_page_shows_only_the_customers_own_documents_sorted_with_days_overdu
     paid = invoice("INV-0", 0, status="paid", total=2_500)
     theirs = invoice("INV-9", 99_999, customer="c2")
     pays = [payment("c1", 2_500, TODAY, [paid["invoice_id"]]), payment("c2", 1, TODAY, [])]
+    promises = [
+        {"invoice_ids": [late["invoice_id"]], "promised_date": "2026-12-01"},
+        {"invoice_ids": [late["invoice_id"], soon["invoice_id"]], "promised_date": "2026-12-05"},
+    ]
     acct = accounts.account(
-        "c1", [soon, theirs, late, paid], pays, [{"amount": 700, "currency": "EUR"}], TODAY
+        "c1",
+        [soon, theirs, late, paid],
+        pays,
+        [{"amount": 700, "currency": "EUR"}],
+        TODAY,
+        name="Alice",
+        promises=promises,
     )
+    assert acct.promised == {
+        late["invoice_id"]: date(2026, 12, 5),
+        soon["invoice_id"]: date(2026, 12, 5),
+    }
     assert [i.number for i in acct.open_invoices] == ["INV-1", "INV-2"]
     assert [i.days_overdue for i in acct.open_invoices] == [12, 0]
     assert [i.number for i in acct.paid_invoices] == ["INV-0"]
