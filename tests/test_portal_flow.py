@@ -247,4 +247,7 @@ async def test_paying_chosen_invoices_on_the_gateways_page_pays_exactly_those() 
             assert invoice["status"] == "paid"
             received = await events_by(stack, alice, "payments", ["PaymentReceived"])
             assert [e["actor"] for e in received] == ["gateway:stripe"]
+            started = await events_by(stack, alice, "portal", ["PortalCheckoutStarted"])
+            assert [e["actor"] for e in started] == [f"portal:{link['link_id']}"]
+            assert started[0]["payload"]["checkout_id"] == checkout_id
             assert link["customer_id"] == alice.customer_id

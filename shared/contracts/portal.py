@@ -7,13 +7,14 @@ the audit trail of who issued which link to whom, and of revocations, which the 
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from shared.contracts.credit import CustomerId
 from shared.contracts.fields import Text
 from shared.events.registry import EventPayload, registry
+from shared.money import Money
 
 
 @registry.payload
@@ -37,3 +38,18 @@ class PortalLinkRevoked(EventPayload):
     link_id: uuid.UUID | None
     revoked_at: AwareDatetime
     reason: Text
+
+
+@registry.payload
+class PortalCheckoutStarted(EventPayload):
+    """The customer chose invoices to pay and was handed to the gateway's hosted page; the
+    payment itself is the payments service's PaymentReceived, from the gateway's webhook."""
+
+    event_type: ClassVar[str] = "PortalCheckoutStarted"
+    schema_version: ClassVar[int] = 1
+
+    customer_id: CustomerId
+    checkout_id: uuid.UUID
+    invoice_ids: list[uuid.UUID]
+    amount: Money
+    gateway_session: Annotated[str, Field(min_length=1, max_length=255)]

@@ -394,8 +394,7 @@ async def pay(request: Request, link: Link, session: Session, csrf: FormText = N
             link,
             checkout_id,
             [line.invoice_id for line in lines],
-            amount.amount,
-            amount.currency,
+            amount,
             checkout.session_id,
         )
         await session.commit()

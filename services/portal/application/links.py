@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contracts.portal import PortalLinkIssued, PortalLinkRevoked
+from shared.contracts.portal import PortalCheckoutStarted, PortalLinkIssued, PortalLinkRevoked
 from shared.db import checked_schema
 from shared.errors import Unauthenticated
 from shared.events.registry import registry
 from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore
+from shared.money import Money
 from shared.portal_links import PortalLink, PortalLinkSettings, issue_link, link_url
 
 SCHEMA = checked_schema("portal")
@@ -170,10 +171,18 @@ async def record_checkout(
     link: PortalLink,
     checkout_id: uuid.UUID,
     invoice_ids: list[uuid.UUID],
-    amount_minor: int,
-    currency: str,
+    amount: Money,
     session_id: str,
 ) -> None:
+    ctx = AppendContext(tenant_id=link.tenant_id, actor=f"portal:{link.link_id}")
+    started = PortalCheckoutStarted(
+        customer_id=link.customer_id,
+        checkout_id=checkout_id,
+        invoice_ids=invoice_ids,
+        amount=amount,
+        gateway_session=session_id,
+    )
+    await _append(session, ctx, link.customer_id, started)
     await session.execute(
         text(
             f"""INSERT INTO {SCHEMA}.checkouts (tenant_id, checkout_id, customer_id, link_id,
@@ -186,8 +195,8 @@ async def record_checkout(
             "c": link.customer_id,
             "l": link.link_id,
             "i": invoice_ids,
-            "a": amount_minor,
-            "cur": currency,
+            "a": amount.amount,
+            "cur": amount.currency,
             "s": session_id,
         },
     )
