@@ -75,7 +75,9 @@ def issue_link(
     link_id: uuid.UUID | None = None,
 ) -> tuple[PortalLink, str]:
     """A new link and its token (the last path segment of :func:`link_url`)."""
-    issued = (now or datetime.now(UTC)).replace(microsecond=0)
+    # to the millisecond: "revoke all links until now" must not take one issued just after it
+    moment = now or datetime.now(UTC)
+    issued = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     link = PortalLink(
         link_id=link_id or uuid.uuid4(),
         tenant_id=tenant_id,
@@ -87,7 +89,7 @@ def issue_link(
         "l": str(link.link_id),
         "t": tenant_id,
         "c": customer_id,
-        "iat": int(issued.timestamp()),
+        "iat": round(issued.timestamp() * 1000),  # milliseconds
         "exp": int(link.expires_at.timestamp()),
     }
     payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
@@ -117,7 +119,7 @@ def verify_link(
             link_id=uuid.UUID(claims["l"]),
             tenant_id=str(claims["t"]),
             customer_id=str(claims["c"]),
-            issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
+            issued_at=datetime.fromtimestamp(int(claims["iat"]) / 1000, UTC),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )
     except (ValueError, KeyError, TypeError):

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.dunning.config import DunningSettings
 from shared.portal_links import csrf_token, issue_link, verify_link
 from tests.portal_stack import TODAY, Customer, Stack, ok, portal_stack
 
@@ -171,6 +172,15 @@ async def test_revoked_expired_and_forged_links_open_nothing() -> None:
         async with signed_in(stack, alice) as (browser, _):
             everything = f"/v1/customers/{alice.customer_id}/portal-links/revoke"
             ok(await stack.api["portal"].post(everything, json=why, headers=alice.headers))
+            assert (await browser.get("/portal")).status_code == 401
+
+        # a link the dunning mailer put in an e-mail opens the portal, and is revoked by its id
+        emailed, token = issue_link(DunningSettings().portal, tenant, alice.customer_id)
+        async with stack.browser() as browser:
+            assert (await browser.get(f"/p/{token}")).status_code == 303
+            assert (await browser.get("/portal")).status_code == 200
+            revoke = f"/v1/customers/{alice.customer_id}/portal-links/{emailed.link_id}/revoke"
+            ok(await stack.api["portal"].post(revoke, json=why, headers=alice.headers))
             assert (await browser.get("/portal")).status_code == 401
 
         settings = stack.portal_settings.links
