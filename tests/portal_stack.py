@@ -3,6 +3,7 @@ tests (in-process and in Chromium) start from."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -105,6 +106,16 @@ class Stack:
             issued = ok(await inv.post(path, json=day, headers=headers))
             numbers[issued["number"]] = issued["invoice_id"]
         return Customer(tenant, cid, numbers, headers)
+
+    async def known_to_dunning(self, who: Customer) -> None:
+        """Dunning learns of invoices over Kafka; a promise names invoices it must know."""
+        path = f"/v1/customers/{who.customer_id}/dunning"
+        for _ in range(300):
+            answer = await self.api["dunning"].get(path, headers=who.headers)
+            if answer.status_code == 200 and len(answer.json()["invoices"]) == len(who.invoices):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"dunning does not know {who.customer_id}'s invoices")
 
     async def link(self, who: Customer, **body: Any) -> dict[str, Any]:
         request = {"customer_id": who.customer_id, **body}

@@ -107,6 +107,7 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
             assert opened[0]["actor"] == f"portal:{link['link_id']}"
             assert opened[0]["payload"]["amount"] == {"amount": 4_000, "currency": "EUR"}
 
+            await stack.known_to_dunning(alice)
             page = await browser.get("/portal?notice=disputed")
             assert "Your dispute is recorded" in page.text and "EUR 40.00 disputed" in page.text
             fields = form_fields(page.text, "/portal/pay")
@@ -261,3 +262,21 @@ async def test_paying_chosen_invoices_on_the_gateways_page_pays_exactly_those() 
             assert [e["actor"] for e in started] == [f"portal:{link['link_id']}"]
             assert started[0]["payload"]["checkout_id"] == checkout_id
             assert link["customer_id"] == alice.customer_id
+
+
+async def test_the_link_token_never_reaches_the_access_log(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    async with portal_stack() as stack:
+        alice = await stack.customer(f"tp{uuid.uuid4().hex[:8]}", "alice")
+        capfd.readouterr()
+        async with signed_in(stack, alice) as (browser, link):
+            token = link["url"].rsplit("/", 1)[1]
+            assert (await browser.get(f"/p/{token}x")).status_code == 401
+        records = [
+            json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"
+        ]
+        served = [r for r in records if r.get("service") == "portal" and r["logger"] != "httpx"]
+        messages = [r["message"] for r in served]
+        assert "GET /p/<redacted> 303" in messages and "GET /p/<redacted> 401" in messages
+        assert not [m for m in messages if token[:40] in m]

@@ -34,6 +34,7 @@ def create_service_app(
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     workers: Sequence[Worker] = (),
     version: str = "0.1.0",
+    secret_paths: tuple[str, ...] = (),
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +61,9 @@ def create_service_app(
         dependencies=[Depends(reject_nul_characters)],
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    app.add_middleware(
+        RequestContextMiddleware, service=settings.service_name, secret_paths=secret_paths
+    )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -55,9 +55,14 @@ class RequestContextMiddleware:
             },
         )
 
-    def __init__(self, app: ASGIApp, service: str = "service") -> None:
+    def __init__(
+        self, app: ASGIApp, service: str = "service", secret_paths: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.service = service
+        # Path prefixes whose rest is a credential (the portal's /p/<link token>): logged and
+        # traced as the prefix alone.
+        self.secret_paths = secret_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,6 +86,11 @@ class RequestContextMiddleware:
             await send(message)
 
         method, path = scope["method"], scope["path"]
+        for prefix in self.secret_paths:
+            if path.startswith(prefix):
+                path = f"{prefix}<redacted>"
+                # FastAPI's own server span (when tracing is on) recorded the raw path
+                trace.get_current_span().set_attribute("url.path", path)
         try:
             with self._server_span(
                 method, path, headers.get("traceparent"), correlation_id

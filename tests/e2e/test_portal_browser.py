@@ -46,6 +46,7 @@ SCOPES = (
     "invoices:write",
     "credit:write",
     "payments:read",
+    "dunning:read",
     "portal:write",
     "ops:replay",
 )
@@ -154,6 +155,11 @@ async def a_customer_owing_three_invoices(
         link = ok(
             await api.post(f"{urls['portal']}/v1/portal-links", json={"customer_id": cid}), 201
         )
+        for _ in range(300):  # dunning learns of the invoices over Kafka; promises name them
+            case = await api.get(f"{urls['dunning']}/v1/customers/{cid}/dunning")
+            if case.status_code == 200 and len(case.json()["invoices"]) == len(invoices):
+                break
+            await asyncio.sleep(0.2)
     return invoices, headers, link["url"]
 
 

@@ -40,6 +40,7 @@ def create_app(
         "statements; disputes, promises to pay and card payments through the gateway's page.",
         routers=[router, pages],
         on_shutdown=[upstream.aclose],
+        secret_paths=("/p/",),  # the link token is a credential: never in logs or traces
     )
     app.state.upstream = upstream
     app.state.gateway = gateway or SandboxGateway(
