@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ar import audit, dlq, events, ledger
+from ar import audit, dlq, events, ledger, portal
 from ar.common import console, progress, selected, service_settings
 from services.processes import ServiceProcess, sandbox_gateway, smtp_server, wait_ready
 from shared.auth import mint_token
@@ -37,6 +37,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(audit.app, name="audit")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(portal.app, name="portal")
 
 
 @db_app.command("migrate")
