@@ -1,13 +1,13 @@
-"""Tenant isolation across the five services, through the real Postgres and Kafka.
+"""Tenant isolation across the five services and the portal, through the real Postgres and Kafka.
 
 Tenant A creates something wherever the API allows it (customers, terms, invoices, a dispute,
 credit limits and a pending limit request, holds, rates, payments, an allocation, a match
 proposal, aliases, a bank statement, dunning policies, pauses, promises, a call task, an
-approval and an escalation, reporting settings and rates), and waits until the Kafka-fed read
-models hold it. Tenant B, holding every scope, then calls every operation of every app's OpenAPI
-that takes a parameter, filled with A's real ids (and every list), and every mutating one with a
-valid body: B gets 404 (or an empty list), never a byte of A's data, never a 2xx change to A's
-objects. Afterwards A's objects read exactly as before, and no event of A's tenant is B's.
+approval and an escalation, reporting settings and rates, a portal link), and waits until the
+Kafka-fed read models hold it. Tenant B, holding every scope, then calls every operation of every
+app's OpenAPI that takes a parameter, filled with A's real ids (and every list), and every mutating
+one with a valid body: B gets 404 (or an empty list), never a byte of A's data, never a 2xx change
+to A's objects. Afterwards A's objects read exactly as before, and no event of A's tenant is B's.
 """
 
 from __future__ import annotations
@@ -37,11 +37,14 @@ from services.invoice.api.app import create_app as invoice_app
 from services.invoice.config import InvoiceSettings
 from services.payments.api.app import create_app as payments_app
 from services.payments.config import PaymentsSettings
+from services.portal.api.app import create_app as portal_app
+from services.portal.config import PortalSettings
 from services.reporting.api.app import create_app as reporting_app
 from services.reporting.config import ReportingSettings
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
+from shared.testing import HostRoutes
 from tests.helpers import eventually
 from tests.test_api_fuzz import SERVICES, all_scopes
 
@@ -58,6 +61,11 @@ OWN_NAMESPACE = {
     ("dunning", "PUT", "/v1/policies/{scope}"),
     ("dunning", "PUT", "/v1/customers/{customer_id}/dunning-settings"),
     ("dunning", "POST", "/v1/customers/{customer_id}/dunning/pause"),
+    # Revocations are kept per tenant (a link is checked against its own tenant's list): B's
+    # revoking A's link id, or every link of A's customer id, is B's own revocation in B's
+    # tenant; A's link keeps opening A's page (checked at the end).
+    ("portal", "POST", "/v1/customers/{customer_id}/portal-links/{link_id}/revoke"),
+    ("portal", "POST", "/v1/customers/{customer_id}/portal-links/revoke"),
 }
 # GETs that answer 200 with an empty view for a customer the caller's tenant does not know.
 EMPTY_VIEWS = {
@@ -68,6 +76,8 @@ EMPTY_VIEWS = {
     # not a customer: a file format, and B's journal in it is empty
     ("reporting", "GET", "/v1/ledger/export/{fmt}"),
     ("reporting", "GET", "/v1/customers/{customer_id}/statement"),
+    # the links B's tenant issued for that customer id: none
+    ("portal", "GET", "/v1/customers/{customer_id}/portal-links"),
 }
 # Refusals other than 404 that are right, with why (B gets the same for ids nobody has).
 REFUSALS = {
@@ -82,6 +92,8 @@ BODY_BORNE = {
     ("invoice", "POST", "/v1/customers"): {404, 422},  # A's terms template
     ("payments", "POST", "/v1/payments"): {404, 409, 422},  # allocated to A's invoice
     ("credit", "POST", "/v1/credit-checks"): {200},  # A's customer: B's own (failing) check
+    # a link for A's customer: the invoice service does not know it in B's tenant
+    ("portal", "POST", "/v1/portal-links"): {404},
 }
 # Operations with parameters deliberately not called, with the reason (none so far).
 SKIPPED: dict[tuple[str, str, str], str] = {}
@@ -110,6 +122,13 @@ async def services() -> AsyncIterator[dict[str, FastAPI]]:
         "payments": PaymentsSettings(),
         "dunning": DunningSettings(run_scheduler=False),
         "reporting": ReportingSettings(),
+        # the portal calls the services above in-process (http://<name>)
+        "portal": PortalSettings(
+            invoice_url="http://invoice",
+            payments_url="http://payments",
+            dunning_url="http://dunning",
+            reporting_url="http://reporting",
+        ),
     }
     for name, s in settings.items():
         await upgrade(name, s.dsn())
@@ -121,6 +140,8 @@ async def services() -> AsyncIterator[dict[str, FastAPI]]:
     }
     checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=apps["credit"]))
     apps["invoice"] = invoice_app(settings["invoice"], checker)  # type: ignore[arg-type]
+    routes = HostRoutes(apps)
+    apps["portal"] = portal_app(settings["portal"], transport=routes)  # type: ignore[arg-type]
     async with AsyncExitStack() as stack:
         for name in SERVICES:
             await stack.enter_async_context(apps[name].router.lifespan_context(apps[name]))
@@ -153,7 +174,9 @@ async def seed(
     apps: dict[str, FastAPI], c: dict[str, httpx.AsyncClient], a: Tenant, secret: str
 ) -> dict[str, str]:
     """A's data in every service; returns A's ids by path-parameter name."""
-    inv, cred, pay, dun, rep = (c[s] for s in SERVICES)
+    inv, cred, pay, dun, rep = (
+        c[s] for s in ("invoice", "credit", "payments", "dunning", "reporting")
+    )
     cid = f"ca-{uuid.uuid4().hex[:12]}"
     ids: dict[str, str] = {"customer_id": cid, "tenant_id": a.tenant_id}
     address = {"line1": f"1 {secret} St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
@@ -274,6 +297,11 @@ async def seed(
     await eventually(rep, "/v1/reports/aging", lambda b: len(b["customers"]) == 1)
     await eventually(rep, "/v1/ledger/journal", lambda b: len(b["entries"]) >= 3)
     ids["fmt"] = "beancount"  # the ledger export's format: the one that names most of A's data
+
+    # portal: a link for A's customer (its token is a marker too: B must never see it)
+    link = ok(await c["portal"].post("/v1/portal-links", json={"customer_id": cid}), 201)
+    ids["link_id"] = link["link_id"]
+    ids["link_token"] = link["url"].rsplit("/", 1)[1]
     return ids
 
 
@@ -369,6 +397,8 @@ def bodies(ids: dict[str, str]) -> dict[Op, Any]:
         },
         ("dunning", "POST", "/v1/approvals/{invoice_id}/{step_id}/{decision}"): None,
         ("dunning", "POST", "/v1/tasks/{message_id}/done"): None,
+        ("portal", "POST", "/v1/customers/{customer_id}/portal-links/{link_id}/revoke"): why,
+        ("portal", "POST", "/v1/customers/{customer_id}/portal-links/revoke"): why,
     }
 
 
@@ -396,6 +426,7 @@ def body_borne(ids: dict[str, str]) -> dict[Op, Any]:
             "amount": eur,
             "reference": "mallory",
         },
+        ("portal", "POST", "/v1/portal-links"): {"customer_id": ids["customer_id"]},
     }
 
 
@@ -533,3 +564,21 @@ async def test_another_tenant_sees_and_changes_nothing_of_ours() -> None:
                 assert events or name == "reporting", name  # reporting keeps no event store
                 by_b = [e for e in events if e["actor"] == f"client:{b.subject}"]
                 assert not by_b, by_b
+            # B's revocations of A's link id and of A's customer's links are B's own events
+            revoked = f"/v1/audit/events?customer_id={ids['customer_id']}"
+            revoked += "&event_type=PortalLinkRevoked"
+            events = ok(await as_b["portal"].get(revoked))["events"]
+            assert {e["payload"]["link_id"] for e in events} == {ids["link_id"], None}, events
+            await assert_link_opens(apps["portal"], ids["link_token"], secret)
+
+
+async def assert_link_opens(portal: FastAPI, token: str, secret: str) -> None:
+    """A's link, after B's revocations of its id and of its customer's links: still A's page."""
+    transport = httpx.ASGITransport(app=portal)
+    async with httpx.AsyncClient(transport=transport, base_url="http://portal") as browser:
+        opened = await browser.get(f"/p/{token}")
+        assert opened.status_code == 303, opened.text
+        assert opened.headers["location"] == "/portal", opened.headers
+        page = await browser.get("/portal")
+        assert page.status_code == 200, page.text
+        assert secret in page.text  # the name of A's customer

@@ -16,6 +16,7 @@ from services.portal.application.upstream import READ_SCOPES, Upstream
 from services.portal.config import PortalSettings
 from shared.auth import Principal
 from shared.contracts.fields import Text
+from shared.errors import NotFound
 from shared.eventstore.store import AppendContext
 from shared.web.deps import Requires, db_session, run_command, runtime_of
 
@@ -23,13 +24,16 @@ router = APIRouter(prefix="/v1", tags=["portal links"])
 Reader = Annotated[Principal, Depends(Requires("portal:read"))]
 Writer = Annotated[Principal, Depends(Requires("portal:write"))]
 Session = Annotated[AsyncSession, Depends(db_session)]
-CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^\S+$")]
+# The invoice service's customer ids (and what an event's stream id can hold): anything else
+# is no customer, and would reach the event store or the invoice service's URL unchecked.
+CUSTOMER_ID = r"^[A-Za-z0-9._:-]{1,64}$"
+CustomerId = Annotated[str, Path(pattern=CUSTOMER_ID)]
 
 
 class IssueBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
+    customer_id: Annotated[str, Field(pattern=CUSTOMER_ID)]
     ttl_days: Annotated[int, Field(ge=1, le=366)] | None = None
 
 
@@ -53,7 +57,7 @@ def upstream_of(request: Request) -> Upstream:
 @router.post("/portal-links", status_code=201, summary="A signed, expiring link for a customer")
 async def issue_link(request: Request, body: IssueBody, principal: Writer) -> JSONResponse:
     """The customer must be known to the invoice service (a link to nobody is a mistake)."""
-    await upstream_of(request).request(
+    found = await upstream_of(request).request(
         "invoice",
         "GET",
         f"/v1/customers/{body.customer_id}",
@@ -61,6 +65,9 @@ async def issue_link(request: Request, body: IssueBody, principal: Writer) -> JS
         READ_SCOPES,
         tenant_id=principal.tenant_id,
     )
+    # "." or ".." are dot segments in a URL: the answer is then another resource's
+    if found.json().get("customer_id") != body.customer_id:
+        raise NotFound("customer not found", {"customer_id": body.customer_id})
     settings = settings_of(request).links
 
     async def action(session: AsyncSession, ctx: AppendContext) -> Any:
