@@ -107,15 +107,24 @@ class Stack:
             numbers[issued["number"]] = issued["invoice_id"]
         return Customer(tenant, cid, numbers, headers)
 
-    async def known_to_dunning(self, who: Customer) -> None:
-        """Dunning learns of invoices over Kafka; a promise names invoices it must know."""
+    async def known_everywhere(self, who: Customer) -> None:
+        """Dunning and payments learn of invoices over Kafka; a promise names invoices dunning
+        must know, and the portal takes a card payment only for invoices payments knows."""
         path = f"/v1/customers/{who.customer_id}/dunning"
         for _ in range(300):
             answer = await self.api["dunning"].get(path, headers=who.headers)
-            if answer.status_code == 200 and len(answer.json()["invoices"]) == len(who.invoices):
+            known = [
+                await self.api["payments"].get(f"/v1/invoices/{i}/open-amount", headers=who.headers)
+                for i in who.invoices.values()
+            ]
+            if (
+                answer.status_code == 200
+                and len(answer.json()["invoices"]) == len(who.invoices)
+                and all(k.status_code == 200 for k in known)
+            ):
                 return
             await asyncio.sleep(0.2)
-        raise AssertionError(f"dunning does not know {who.customer_id}'s invoices")
+        raise AssertionError(f"dunning or payments does not know {who.customer_id}'s invoices")
 
     async def link(self, who: Customer, **body: Any) -> dict[str, Any]:
         request = {"customer_id": who.customer_id, **body}

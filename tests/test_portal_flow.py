@@ -107,7 +107,7 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
             assert opened[0]["actor"] == f"portal:{link['link_id']}"
             assert opened[0]["payload"]["amount"] == {"amount": 4_000, "currency": "EUR"}
 
-            await stack.known_to_dunning(alice)
+            await stack.known_everywhere(alice)
             page = await browser.get("/portal?notice=disputed")
             assert "Your dispute is recorded" in page.text and "EUR 40.00 disputed" in page.text
             fields = form_fields(page.text, "/portal/pay")
@@ -203,6 +203,7 @@ async def test_paying_chosen_invoices_on_the_gateways_page_pays_exactly_those() 
     tenant = f"tp{uuid.uuid4().hex[:8]}"
     async with portal_stack(tenants=[tenant]) as stack:
         alice = await stack.customer(tenant, "alice")
+        await stack.known_everywhere(alice)
         numbers = list(alice.invoices)
         chosen = [alice.invoices[numbers[0]], alice.invoices[numbers[2]]]  # 100.00 + 80.00
         async with signed_in(stack, alice) as (browser, link):

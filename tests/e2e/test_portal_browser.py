@@ -155,9 +155,17 @@ async def a_customer_owing_three_invoices(
         link = ok(
             await api.post(f"{urls['portal']}/v1/portal-links", json={"customer_id": cid}), 201
         )
-        for _ in range(300):  # dunning learns of the invoices over Kafka; promises name them
+        for _ in range(300):  # dunning and payments learn of the invoices over Kafka
             case = await api.get(f"{urls['dunning']}/v1/customers/{cid}/dunning")
-            if case.status_code == 200 and len(case.json()["invoices"]) == len(invoices):
+            known = [
+                await api.get(f"{urls['payments']}/v1/invoices/{i}/open-amount")
+                for i in invoices.values()
+            ]
+            if (
+                case.status_code == 200
+                and len(case.json()["invoices"]) == len(invoices)
+                and all(k.status_code == 200 for k in known)
+            ):
                 break
             await asyncio.sleep(0.2)
     return invoices, headers, link["url"]

@@ -13,6 +13,7 @@ overpayment, or ids that name no open invoice of this customer) goes through aut
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date
 from typing import Any
@@ -39,6 +40,9 @@ from shared.errors import StateConflict
 from shared.eventstore.store import AppendContext
 
 GATEWAY = "stripe"
+# How long a checkout's payment naming invoices this service has not consumed yet is refused
+# with 409 (the gateway retries) before it is recorded with those invoices left unallocated.
+UNKNOWN_INVOICE_GRACE_SECONDS = 3600.0
 _REFUNDS = uuid.UUID("6f1f0a53-55c4-4d4e-9d0c-1b7f3e4b5a10")  # namespace of refund ids
 _CHECKOUT_ALLOCATIONS = uuid.UUID("0b6c8f2e-3d4a-4f59-8a7e-52c1d9e6f0a3")  # and of these
 CHECKOUT_RULE = "checkout"  # the allocation rule: the customer chose the invoices
@@ -64,7 +68,8 @@ async def handle(
     ).one_or_none()
     if first is None:
         return {"event_id": event.id, "outcome": "duplicate"}
-    outcome, payment_id = await _act(session, ctx, action, policy, today)
+    age = max(time.time() - event.created, 0.0)
+    outcome, payment_id = await _act(session, ctx, action, policy, today, age)
     await session.execute(
         text(
             f"""UPDATE {SCHEMA}.webhook_events SET outcome = :o, payment_id = :p
@@ -85,10 +90,11 @@ async def _act(
     action: GatewayAction,
     policy: MatchingPolicy,
     today: date,
+    age_seconds: float,
 ) -> tuple[str, uuid.UUID | None]:
     match action:
         case GatewayPayment():
-            return await _received(session, ctx, action, policy, today)
+            return await _received(session, ctx, action, policy, today, age_seconds)
         case GatewayRefund():
             payment_id = await _payment_for(session, ctx.tenant_id, action.gateway_ref)
             state, version = await payment_app.load_payment(session, ctx.tenant_id, payment_id)
@@ -130,6 +136,7 @@ async def _received(
     action: GatewayPayment,
     policy: MatchingPolicy,
     today: date,
+    age_seconds: float,
 ) -> tuple[str, uuid.UUID | None]:
     existing = await _find_by_ref(session, ctx.tenant_id, action.gateway_ref)
     if existing is not None:  # payment_intent.succeeded and charge.succeeded name one payment
@@ -155,22 +162,33 @@ async def _received(
     customer_ctx = ctx.for_customer(action.customer_id)
     await payment_app.save_payment(session, None, 0, events, customer_ctx)
     if action.invoice_ids:
-        await _allocate_as_chosen(session, customer_ctx, payment_id, action)
+        await _allocate_as_chosen(session, customer_ctx, payment_id, action, age_seconds)
     # Only what the checkout's invoices did not take is left for matching (nothing, usually).
     await matching.match_payment(session, customer_ctx, payment_id, policy, today)
     return "recorded", payment_id
 
 
 async def _allocate_as_chosen(
-    session: AsyncSession, ctx: AppendContext, payment_id: uuid.UUID, action: GatewayPayment
+    session: AsyncSession,
+    ctx: AppendContext,
+    payment_id: uuid.UUID,
+    action: GatewayPayment,
+    age_seconds: float,
 ) -> None:
     """Apply the payment to the invoices the customer paid at checkout, in their order.
 
-    Ids naming no invoice, another customer's, one in another currency or one not open are
+    Ids naming another customer's invoice, one in another currency or one not open are
     skipped rather than refused: the money is taken already, and a 4xx/5xx would only make the
-    gateway retry an event that can never succeed.
+    gateway retry an event that can never succeed. An id this service has not heard of yet is
+    different while the event is young: the invoice may still be on its way over Kafka, so the
+    event is answered 409 and the gateway retries it; after the grace period it is skipped too.
     """
     invoices = await balances.lock_for_allocation(session, ctx.tenant_id, action.invoice_ids)
+    unknown = [str(i) for i in action.invoice_ids if i not in invoices]
+    if unknown and age_seconds < UNKNOWN_INVOICE_GRACE_SECONDS:
+        raise StateConflict(
+            "the paid invoices are not known here yet; retry later", {"invoice_ids": unknown}
+        )
     left = action.amount
     requests: list[AllocationRequest] = []
     for invoice_id in action.invoice_ids:

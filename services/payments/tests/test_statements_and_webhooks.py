@@ -185,12 +185,14 @@ async def gateway_api(tenant: str) -> Any:
         yield client
 
 
-def gateway_event(kind: str, obj: dict[str, Any], event_id: str | None = None) -> bytes:
+def gateway_event(
+    kind: str, obj: dict[str, Any], event_id: str | None = None, age_seconds: int = 0
+) -> bytes:
     return json.dumps(
         {
             "id": event_id or f"evt_{uuid.uuid4().hex}",
             "type": kind,
-            "created": int(time.time()),
+            "created": int(time.time()) - age_seconds,
             "data": {"object": obj},
         }
     ).encode()
@@ -343,10 +345,15 @@ async def test_a_checkout_payment_is_allocated_to_the_chosen_invoices_in_order(
     ids = (uuid.uuid4(), theirs.invoice_id, dollars.invoice_id, b.invoice_id, a.invoice_id)
     chosen = ",".join(["garbage", *map(str, ids)])
     # 12_000 is exactly `older`'s amount: matching alone would have paid that one instead.
-    body = gateway_event(
-        "payment_intent.succeeded",
-        checkout_intent("pi_checkout_1", 12_000, chosen, "co_1", invoice_number="INV-2026-009102"),
+    intent = checkout_intent(
+        "pi_checkout_1", 12_000, chosen, "co_1", invoice_number="INV-2026-009102"
     )
+    # A fresh event naming an invoice not consumed yet waits (409: the gateway retries) ...
+    young = await deliver(gateway_api, tenant, gateway_event("payment_intent.succeeded", intent))
+    assert young.status_code == 409, young.text
+    assert "not known here yet" in young.text
+    # ... and after the grace period it is recorded, the unknown invoice skipped.
+    body = gateway_event("payment_intent.succeeded", intent, age_seconds=2 * 3600)
     r = await deliver(gateway_api, tenant, body)
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "recorded"
@@ -415,6 +422,7 @@ async def test_what_the_chosen_invoices_leave_goes_through_matching(
             "co_3",
             invoice_number="INV-2026-009203",
         ),
+        age_seconds=2 * 3600,  # past the grace period for ids not consumed yet
     )
     r = await deliver(gateway_api, tenant, body)
     assert r.status_code == 200, r.text

@@ -361,6 +361,24 @@ def gateway_of(request: Request) -> PaymentGateway:
     return gateway
 
 
+async def _known_to_payments(
+    request: Request, link: PortalLink, lines: list[accounts.InvoiceLine]
+) -> None:
+    """The gateway's webhook can only apply the payment to invoices the payments service has
+    consumed; a just-issued one may still be on its way over Kafka. Better to ask for a moment
+    than to take money that then waits unapplied."""
+    upstream = upstream_of(request)
+    for line in lines:
+        try:
+            path = f"/v1/invoices/{line.invoice_id}/open-amount"
+            await upstream.request("payments", "GET", path, link, ("payments:read",))
+        except NotFound:
+            raise ValidationFailed(
+                f"Invoice {line.number} can be paid in a minute; please try again shortly.",
+                {"field": "invoice_id"},
+            ) from None
+
+
 @pages.post("/portal/pay")
 async def pay(request: Request, link: Link, session: Session, csrf: FormText = None) -> Response:
     """Hand the chosen invoices' payable amount to the gateway's hosted page: card data is
@@ -372,6 +390,7 @@ async def pay(request: Request, link: Link, session: Session, csrf: FormText = N
         acct = await _account(request, link)
         lines = accounts.selected(acct, chosen)
         amount = accounts.checkout_amount(lines)
+        await _known_to_payments(request, link, lines)
         checkout_id = uuid.uuid4()
         base = f"{request.url.scheme}://{request.url.netloc}/portal"
         back = urlencode({"checkout": str(checkout_id)})
