@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
 import typer
 
 from ar.common import console, engines, operator, service_settings
+from services.portal.api.routes import CUSTOMER_ID
 from services.portal.application import links
 from services.portal.config import PortalSettings
 from shared.db import make_sessionmaker
@@ -30,6 +32,12 @@ async def _in_portal(action: Any) -> Any:
             return await action(session)
 
 
+def _customer(customer_id: str) -> str:
+    if not re.match(CUSTOMER_ID, customer_id):
+        raise typer.BadParameter(f"not a customer id: {customer_id!r}")
+    return customer_id
+
+
 def _settings() -> PortalSettings:
     settings = service_settings("portal")
     assert isinstance(settings, PortalSettings)
@@ -46,7 +54,9 @@ def link(
     """Print a new signed link for the customer (JSON: link_id, url, expires_at)."""
     ctx = AppendContext(tenant_id=tenant, actor=operator(actor))
     issued = asyncio.run(
-        _in_portal(lambda s: links.issue(s, ctx, _settings().links, customer_id, ttl_days))
+        _in_portal(
+            lambda s: links.issue(s, ctx, _settings().links, _customer(customer_id), ttl_days)
+        )
     )
     typer.echo(json.dumps(issued))
 
@@ -54,7 +64,8 @@ def link(
 @app.command("links")
 def list_links(customer_id: str, tenant: str = TENANT) -> None:
     """The links issued through the API or this command, newest first (JSON lines)."""
-    for item in asyncio.run(_in_portal(lambda s: links.links_of(s, tenant, customer_id))):
+    customer = _customer(customer_id)
+    for item in asyncio.run(_in_portal(lambda s: links.links_of(s, tenant, customer))):
         typer.echo(json.dumps(item))
 
 
@@ -72,5 +83,6 @@ def revoke(
     except ValueError:
         raise typer.BadParameter(f"not a link id: {link_id!r}") from None
     ctx = AppendContext(tenant_id=tenant, actor=operator(actor))
-    asyncio.run(_in_portal(lambda s: links.revoke(s, ctx, customer_id, which, reason)))
+    customer = _customer(customer_id)
+    asyncio.run(_in_portal(lambda s: links.revoke(s, ctx, customer, which, reason)))
     console.print(f"revoked {'link ' + str(which) if which else 'every link'} of {customer_id}")

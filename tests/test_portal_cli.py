@@ -37,6 +37,7 @@ async def test_an_operator_issues_lists_and_revokes_a_link() -> None:
     other = await ar("portal", "links", "cust-7", "--tenant", f"{tenant}x")
     assert other.stdout == ""  # another tenant's customer of the same id has no links
 
+    assert (await ar("portal", "link", "a/b", "--tenant", tenant)).exit_code != 0
     bad = await ar("portal", "revoke", "cust-7", "-t", tenant, "--link", "nope", "--reason", "x")
     assert bad.exit_code != 0
     revoked = await ar(
