@@ -59,6 +59,50 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json()
 
 
+def back_office(tenant: str) -> dict[str, str]:
+    token = mint_token(AuthSettings(), subject="back-office", tenant_id=tenant, scopes=SCOPES)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def onboard(
+    invoice: httpx.AsyncClient,
+    credit: httpx.AsyncClient,
+    headers: dict[str, str],
+    customer_id: str,
+    name: str,
+    invoices: tuple[tuple[int, int], ...],
+) -> dict[str, str]:
+    """Register the customer (EUR, net 30, a credit limit) and issue it one invoice per
+    (amount in minor units, days ago); returns the invoice ids by number."""
+    customer = {
+        "customer_id": customer_id,
+        "name": name,
+        "email": f"ap@{customer_id}.example",
+        "currency": "EUR",
+        "billing_address": {
+            "line1": "1 Main St",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": "DE",
+        },
+        "default_terms": {"kind": "net", "net_days": 30},
+    }
+    ok(await invoice.post("/v1/customers", json=customer, headers=headers), 201)
+    limit = {"limit": {"amount": 1_000_000, "currency": "EUR"}, "reason": "onboarding"}
+    path = f"/v1/customers/{customer_id}/credit-limit"
+    ok(await credit.put(path, json=limit, headers=headers))
+    numbers: dict[str, str] = {}
+    for amount, days_ago in invoices:
+        line = {"description": "Cordless drill", "quantity": "1", "unit_price": amount}
+        body = {"customer_id": customer_id, "lines": [line]}
+        draft = ok(await invoice.post("/v1/invoices", json=body, headers=headers), 201)
+        day = {"issue_date": (TODAY - timedelta(days=days_ago)).isoformat()}
+        path = f"/v1/invoices/{draft['invoice_id']}/issue"
+        issued = ok(await invoice.post(path, json=day, headers=headers))
+        numbers[issued["number"]] = issued["invoice_id"]
+    return numbers
+
+
 @dataclass
 class Customer:
     tenant: str
@@ -75,36 +119,16 @@ class Stack:
 
     async def customer(self, tenant: str, name: str) -> Customer:
         """A customer with invoices of 100.00 (60 days old), 250.00 (40) and 80.00 (5)."""
-        token = mint_token(AuthSettings(), subject="back-office", tenant_id=tenant, scopes=SCOPES)
-        headers = {"Authorization": f"Bearer {token}"}
-        inv = self.api["invoice"]
+        headers = back_office(tenant)
         cid = f"{name}-{uuid.uuid4().hex[:8]}"
-        customer = {
-            "customer_id": cid,
-            "name": name.title(),
-            "email": f"ap@{name}.example",
-            "currency": "EUR",
-            "billing_address": {
-                "line1": "1 Main St",
-                "city": "Berlin",
-                "postal_code": "10115",
-                "country": "DE",
-            },
-            "default_terms": {"kind": "net", "net_days": 30},
-        }
-        ok(await inv.post("/v1/customers", json=customer, headers=headers), 201)
-        limit = {"limit": {"amount": 1_000_000, "currency": "EUR"}, "reason": "onboarding"}
-        credit = f"/v1/customers/{cid}/credit-limit"
-        ok(await self.api["credit"].put(credit, json=limit, headers=headers))
-        numbers: dict[str, str] = {}
-        for amount, days_ago in ((10_000, 60), (25_000, 40), (8_000, 5)):
-            line = {"description": "Goods", "quantity": "1", "unit_price": amount}
-            body = {"customer_id": cid, "lines": [line]}
-            draft = ok(await inv.post("/v1/invoices", json=body, headers=headers), 201)
-            day = {"issue_date": (TODAY - timedelta(days=days_ago)).isoformat()}
-            path = f"/v1/invoices/{draft['invoice_id']}/issue"
-            issued = ok(await inv.post(path, json=day, headers=headers))
-            numbers[issued["number"]] = issued["invoice_id"]
+        numbers = await onboard(
+            self.api["invoice"],
+            self.api["credit"],
+            headers,
+            cid,
+            name.title(),
+            ((10_000, 60), (25_000, 40), (8_000, 5)),
+        )
         return Customer(tenant, cid, numbers, headers)
 
     async def known_everywhere(self, who: Customer) -> None:

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,8 +25,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from services.processes import ServiceProcess, sandbox_gateway, wait_ready
 from services.registry import settings_of
-from shared.auth import mint_token
-from shared.settings import AuthSettings
+from tests.portal_stack import back_office, ok, onboard
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +39,6 @@ SHOTS = Path(
 SECRET = "whsec_browser_test_0123456789"
 GATEWAY = "http://127.0.0.1:8107"
 TODAY = datetime.now(UTC).date()
-SCOPES = (
-    "invoices:read",
-    "invoices:write",
-    "credit:write",
-    "payments:read",
-    "dunning:read",
-    "portal:write",
-    "ops:replay",
-)
 
 
 def _listening(port: int) -> bool:
@@ -110,48 +99,19 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
-
-
 async def a_customer_owing_three_invoices(
     urls: dict[str, str], tenant: str
 ) -> tuple[dict[str, str], dict[str, str], str]:
     """Its invoices by number, the back office's headers, and the customer's portal link."""
-    token = mint_token(AuthSettings(), subject="back-office", tenant_id=tenant, scopes=SCOPES)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = back_office(tenant)
     cid = f"acme-{uuid.uuid4().hex[:6]}"
-    async with httpx.AsyncClient(headers=headers, timeout=30) as api:
-        customer = {
-            "customer_id": cid,
-            "name": "Acme Tools GmbH",
-            "email": "ap@acme.example",
-            "currency": "EUR",
-            "billing_address": {
-                "line1": "1 Main St",
-                "city": "Berlin",
-                "postal_code": "10115",
-                "country": "DE",
-            },
-            "default_terms": {"kind": "net", "net_days": 30},
-        }
-        ok(await api.post(f"{urls['invoice']}/v1/customers", json=customer), 201)
-        limit = {"limit": {"amount": 1_000_000, "currency": "EUR"}, "reason": "onboarding"}
-        ok(await api.put(f"{urls['credit']}/v1/customers/{cid}/credit-limit", json=limit))
-        invoices: dict[str, str] = {}
-        for amount, days_ago in ((12_000, 50), (34_550, 20), (8_000, 3)):
-            line = {"description": "Cordless drill", "quantity": "1", "unit_price": amount}
-            draft = ok(
-                await api.post(
-                    f"{urls['invoice']}/v1/invoices", json={"customer_id": cid, "lines": [line]}
-                ),
-                201,
-            )
-            day = {"issue_date": (TODAY - timedelta(days=days_ago)).isoformat()}
-            issue = f"{urls['invoice']}/v1/invoices/{draft['invoice_id']}/issue"
-            issued = ok(await api.post(issue, json=day))
-            invoices[issued["number"]] = issued["invoice_id"]
+    async with (
+        httpx.AsyncClient(base_url=urls["invoice"], timeout=30) as invoice,
+        httpx.AsyncClient(base_url=urls["credit"], timeout=30) as credit,
+        httpx.AsyncClient(headers=headers, timeout=30) as api,
+    ):
+        days = ((12_000, 50), (34_550, 20), (8_000, 3))
+        invoices = await onboard(invoice, credit, headers, cid, "Acme Tools GmbH", days)
         link = ok(
             await api.post(f"{urls['portal']}/v1/portal-links", json={"customer_id": cid}), 201
         )
