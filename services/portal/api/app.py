@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from services.portal.api.pages import _FormRefused, _LinkRefused, form_refused, link_refused, pages
+from services.portal.api.pages import FormRefused, LinkRefused, form_refused, link_refused, pages
 from services.portal.api.routes import router
 from services.portal.application.upstream import Upstream
 from services.portal.config import PortalSettings
@@ -46,6 +46,6 @@ def create_app(
     app.state.gateway = gateway or SandboxGateway(
         settings.gateway_url, settings.gateway_api_key.get_secret_value()
     )
-    app.add_exception_handler(_LinkRefused, link_refused)
-    app.add_exception_handler(_FormRefused, form_refused)
+    app.add_exception_handler(LinkRefused, link_refused)
+    app.add_exception_handler(FormRefused, form_refused)
     return app

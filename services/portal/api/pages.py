@@ -28,7 +28,7 @@ from services.portal.gateway.adapter import CheckoutRequest, PaymentGateway
 from shared.errors import LedgerlineError, NotFound, Unauthenticated, ValidationFailed
 from shared.money import Money
 from shared.portal_links import PortalLink, csrf_token, csrf_valid, verify_link
-from shared.web.deps import runtime_of
+from shared.web.deps import db_session
 
 log = logging.getLogger(__name__)
 pages = APIRouter(include_in_schema=False)
@@ -95,15 +95,12 @@ async def _checked(request: Request, session: AsyncSession, token: str | None) -
     return link
 
 
-async def _session(request: Request) -> Any:
-    async with runtime_of(request).sessions() as session:
-        yield session
+Session = Annotated[AsyncSession, Depends(db_session)]
 
 
-Session = Annotated[AsyncSession, Depends(_session)]
+class LinkRefused(Exception):
+    """No valid link: answered with a page, not the JSON error body of the API."""
 
-
-class _LinkRefused(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
@@ -112,14 +109,14 @@ async def current_link(request: Request, session: Session) -> PortalLink:
     try:
         return await _checked(request, session, request.cookies.get(COOKIE))
     except Unauthenticated as exc:
-        raise _LinkRefused(exc.message) from None
+        raise LinkRefused(exc.message) from None
 
 
 Link = Annotated[PortalLink, Depends(current_link)]
 
 
 def link_refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, _LinkRefused)
+    assert isinstance(exc, LinkRefused)
     response = _message(
         request,
         401,
@@ -137,7 +134,7 @@ async def open_link(request: Request, token: str, session: Session) -> Response:
     try:
         link = await _checked(request, session, token)
     except Unauthenticated as exc:
-        return link_refused(request, _LinkRefused(exc.message))
+        return link_refused(request, LinkRefused(exc.message))
     response = _redirect(request, "/portal")
     seconds = int((link.expires_at - datetime.now(UTC)).total_seconds())
     response.set_cookie(
@@ -258,21 +255,23 @@ def _check_form(request: Request, link: PortalLink, csrf: str | None) -> None:
     """The form's token must be this link's; and a browser that names the origin must name ours
     (defence in depth: SameSite=Lax already keeps the cookie off cross-site posts)."""
     if not csrf_valid(settings_of(request).links, link, csrf):
-        raise _FormRefused("This form has expired. Please reload the page and try again.")
+        raise FormRefused("This form has expired. Please reload the page and try again.")
     origin = request.headers.get("origin")
     if origin and origin != "null":
         own = f"{request.url.scheme}://{request.url.netloc}"
         if origin != own:
-            raise _FormRefused("This form was sent from another site and was ignored.")
+            raise FormRefused("This form was sent from another site and was ignored.")
 
 
-class _FormRefused(Exception):
+class FormRefused(Exception):
+    """A form without this link's CSRF token, or from another site."""
+
     def __init__(self, message: str) -> None:
         self.message = message
 
 
 def form_refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, _FormRefused)
+    assert isinstance(exc, FormRefused)
     return _message(request, 403, "Not sent", exc.message)
 
 
