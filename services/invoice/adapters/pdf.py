@@ -23,17 +23,29 @@ documents a "VOID" one.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Final
 
-from fpdf import FPDF
-from fpdf.fonts import CoreFont
-
 from shared.money import Money
+from shared.pdf import (
+    ACCENT,
+    ACCENT_LIGHT,
+    CELL_PAD_X,
+    FONT,
+    MUTED,
+    RULE,
+    TEXT,
+    WHITE,
+    ZEBRA,
+    FittedTextDocument,
+    Rgb,
+    format_date,
+    format_money,
+    pdf_safe_text,
+)
 
 __all__ = [
     "InstallmentView",
@@ -116,119 +128,6 @@ class InvoicePdfView:
 
 # ---------------------------------------------------------------------- text helpers
 
-#: Single-byte encoding of the core fonts; fpdf2 declares them /WinAnsiEncoding.
-_CORE_ENCODING: Final = "cp1252"
-_REPLACEMENT: Final = "?"
-
-#: Characters outside cp1252 with an obvious plain equivalent (NFKD handles the rest).
-_TRANSLITERATIONS: Final[dict[str, str]] = {
-    "\u2010": "-",  # hyphen
-    "\u2011": "-",  # non-breaking hyphen
-    "\u2012": "-",  # figure dash
-    "\u2015": "\u2014",  # horizontal bar -> em dash
-    "\u2212": "-",  # minus sign
-    "\u2043": "-",  # hyphen bullet
-    "\u2044": "/",  # fraction slash
-    "\u2190": "<-",
-    "\u2192": "->",
-    "\u2194": "<->",
-    "\u21d2": "=>",
-    "\u2264": "<=",
-    "\u2265": ">=",
-    "\u2260": "!=",
-    "\u2248": "~",
-    "\u2116": "No.",
-    "\u2032": "'",
-    "\u2033": '"',
-    "\u201b": "'",
-    "\u201f": '"',
-    "\u2027": "\u00b7",
-    "\u2219": "\u00b7",
-    "\u2713": "v",
-    "\u2714": "v",
-    "\u2715": "x",
-    "\u2717": "x",
-    "\u0141": "L",
-    "\u0142": "l",
-    "\u0110": "D",
-    "\u0111": "d",
-    "\u0131": "i",
-    "\u0127": "h",
-    "\u0126": "H",
-    "\u1e9e": "SS",
-}
-
-_SPACES: Final = frozenset(
-    "\t\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
-)
-_INVISIBLE: Final = frozenset("\u200b\u200c\u200d\u2060\ufeff")
-
-
-def _encodable(ch: str) -> bool:
-    try:
-        ch.encode(_CORE_ENCODING)
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def pdf_safe_text(text: str, *, multiline: bool = False) -> str:
-    """Make ``text`` printable with the Windows-1252 core fonts, never raising.
-
-    Exotic spaces become plain spaces, zero-width characters and control characters
-    are dropped, line breaks are kept only when ``multiline`` (else they become
-    spaces). A character outside cp1252 is transliterated (explicit table, then
-    Unicode compatibility decomposition with combining marks removed, so "ő" -> "o",
-    "ﬁ" -> "fi", full-width "\uff21" -> "A"); anything still unprintable becomes "?".
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    out: list[str] = []
-    for ch in text:
-        if ch == "\n":
-            out.append("\n" if multiline else " ")
-        elif ch in _SPACES:
-            out.append(" ")
-        elif ch in _INVISIBLE:
-            continue
-        elif ch in _TRANSLITERATIONS:
-            out.append(_TRANSLITERATIONS[ch])
-        elif unicodedata.category(ch) == "Cc":
-            continue
-        elif _encodable(ch):
-            out.append(ch)
-        else:
-            decomposed = "".join(
-                part
-                for part in unicodedata.normalize("NFKD", ch)
-                if not unicodedata.combining(part) and _encodable(part)
-            )
-            out.append(decomposed or _REPLACEMENT)
-    return "".join(out)
-
-
-_MONTHS: Final = (
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-)
-_DASH: Final = "\u2014"
-_ELLIPSIS: Final = "\u2026"
-
-
-def format_money(amount: Money, *, with_currency: bool = True) -> str:
-    """``1,234.50 EUR``: thousands separators and exactly the currency's decimals."""
-    text = f"{amount.to_decimal():,.{amount.exponent}f}"
-    return f"{text} {amount.currency}" if with_currency else text
-
 
 def _format_negated(amount: Money, *, with_currency: bool = True) -> str:
     """A deduction shown with a leading minus sign (``-12.00 EUR``)."""
@@ -242,26 +141,9 @@ def format_decimal(value: Decimal) -> str:
     return f"{value.normalize():,f}"
 
 
-def format_date(value: date | None) -> str:
-    """``14 Mar 2025``: unambiguous and independent of the process locale."""
-    if value is None:
-        return _DASH
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
-
-
 # ----------------------------------------------------------------------- styling
 
-_RGB = tuple[int, int, int]
-
-_ACCENT: Final[_RGB] = (30, 58, 95)
-_ACCENT_LIGHT: Final[_RGB] = (234, 240, 247)
-_TEXT: Final[_RGB] = (33, 37, 41)
-_MUTED: Final[_RGB] = (108, 117, 125)
-_RULE: Final[_RGB] = (206, 212, 218)
-_ZEBRA: Final[_RGB] = (245, 247, 250)
-_WHITE: Final[_RGB] = (255, 255, 255)
-
-_STATUS_COLOURS: Final[dict[str, _RGB]] = {
+_STATUS_COLOURS: Final[dict[str, Rgb]] = {
     "draft": (108, 117, 125),
     "issued": (37, 99, 170),
     "partially_paid": (196, 122, 0),
@@ -270,13 +152,10 @@ _STATUS_COLOURS: Final[dict[str, _RGB]] = {
     "written_off": (90, 70, 140),
 }
 
-_FONT: Final = "Helvetica"
-_MARGIN: Final = 15.0  # left, right and top margin in mm
 _BOTTOM: Final = 20.0  # space reserved for the footer
 _BODY_PT: Final = 9.0
 _LINE_H: Final = 4.4  # line height for 9 pt text
 _SMALL_PT: Final = 8.0
-_CELL_PAD_X: Final = 1.6
 _ROW_PAD_Y: Final = 1.5
 _TABLE_HEADER_H: Final = 7.0
 #: Where content starts on pages 2+, below the running header.
@@ -313,75 +192,22 @@ class _RunningHeader:
 @dataclass
 class _Watermark:
     text: str
-    colour: _RGB
+    colour: Rgb
 
 
 # ------------------------------------------------------------------------ document
 
 
-class _InvoiceDocument(FPDF):
-    """FPDF with the running header, the footer and the watermark of an invoice."""
+class _InvoiceDocument(FittedTextDocument):
+    """The running header, the footer and the watermark of an invoice."""
 
     def __init__(self, running: _RunningHeader, watermark: _Watermark | None) -> None:
-        super().__init__(orientation="P", unit="mm", format="A4")
+        super().__init__()
         self.running = running
         self.watermark = watermark
-        self.core_fonts_encoding = _CORE_ENCODING
-        self.set_margins(_MARGIN, _MARGIN, _MARGIN)
         self.set_auto_page_break(auto=True, margin=_BOTTOM)
-        self.c_margin = _CELL_PAD_X
 
     # -- drawing helpers
-
-    def use_font(self, size: float, style: str = "", colour: _RGB = _TEXT) -> None:
-        self.set_font(_FONT, style, size)
-        self.set_text_color(*colour)
-
-    def text_width(self, text: str) -> float:
-        """Width in mm of ``text`` in the current font.
-
-        Core-font metrics are summed directly: ``get_string_width`` runs fpdf2's
-        bidi/fragment machinery and dominated the render time of long invoices.
-        """
-        font = self.current_font
-        if isinstance(font, CoreFont):
-            encoded = text.encode(_CORE_ENCODING, "replace").decode("latin-1")
-            return sum(font.cw[ch] for ch in encoded) * self.font_size_pt * 0.001 / self.k
-        return float(self.get_string_width(text))
-
-    def put_fitted(
-        self,
-        x: float,
-        y: float,
-        w: float,
-        h: float,
-        text: str,
-        align: str = "L",
-        *,
-        exact: bool = False,
-    ) -> None:
-        """One line of text in a box, fitted rather than overflowing.
-
-        Text is shrunk down to 70 % of the font size and then ellipsised. ``exact``
-        text (amounts, numbers, references) is never shortened: it shrinks further
-        instead, down to 4 pt.
-        """
-        self.set_xy(x, y)
-        text = pdf_safe_text(text)
-        size = self.font_size_pt
-        fitted = size
-        floor = 4.0 if exact else size * 0.7
-        available = w - 2 * self.c_margin
-        while fitted - 0.25 >= floor and self.text_width(text) > available:
-            fitted -= 0.25
-            self.set_font_size(fitted)
-        if not exact and self.text_width(text) > available:
-            while len(text) > 1 and self.text_width(text + _ELLIPSIS) > available:
-                text = text[:-1]
-            text = text.rstrip() + _ELLIPSIS
-        self.cell(w, h, text, align=align)
-        if fitted != size:
-            self.set_font_size(size)
 
     def wrap(self, text: str, width: float) -> list[str]:
         """Greedy word wrap to ``width`` mm with the current font (cell margins included).
@@ -413,7 +239,7 @@ class _InvoiceDocument(FPDF):
             lines.append(current)
         return lines or [""]
 
-    def hrule(self, x: float, y: float, w: float, colour: _RGB = _RULE, width: float = 0.2) -> None:
+    def hrule(self, x: float, y: float, w: float, colour: Rgb = RULE, width: float = 0.2) -> None:
         self.set_draw_color(*colour)
         self.set_line_width(width)
         self.line(x, y, x + w, y)
@@ -431,7 +257,7 @@ class _InvoiceDocument(FPDF):
         top = 10.0
         self.use_font(_SMALL_PT, "B")
         self.put_fitted(self.l_margin, top, self.epw / 2, 5, r.seller)
-        self.use_font(_SMALL_PT, "", _MUTED)
+        self.use_font(_SMALL_PT, "", MUTED)
         self.put_fitted(
             self.l_margin + self.epw / 2, top, self.epw / 2, 5, f"{r.title} {r.reference}", "R"
         )
@@ -444,7 +270,7 @@ class _InvoiceDocument(FPDF):
         r = self.running
         y = self.h - 13
         self.hrule(self.l_margin, y - 1.5, self.epw)
-        self.use_font(7.5, "", _MUTED)
+        self.use_font(7.5, "", MUTED)
         self.put_fitted(
             self.l_margin, y, self.epw * 0.7, 5, f"{r.title} {r.reference} \u00b7 {r.seller}"
         )
@@ -465,7 +291,7 @@ class _InvoiceDocument(FPDF):
         size = 110.0
         cx, cy = self.w / 2, self.h / 2
         with self.local_context(fill_opacity=0.10):
-            self.set_font(_FONT, "B", size)
+            self.set_font(FONT, "B", size)
             self.set_text_color(*mark.colour)
             width = self.text_width(mark.text)
             cap_height = size * 0.718 / self.k  # Helvetica cap height in mm
@@ -546,12 +372,12 @@ class _Renderer:
 
         # Seller block, left.
         y = top
-        pdf.use_font(14, "B", _ACCENT)
+        pdf.use_font(14, "B", ACCENT)
         for line in pdf.wrap(view.seller.name, left_w):
             pdf.put_fitted(pdf.l_margin, y, left_w, 6.5, line)
             y += 6.5
         y += 0.8
-        pdf.use_font(_BODY_PT, "", _MUTED)
+        pdf.use_font(_BODY_PT, "", MUTED)
         for line in self._party_detail_lines(view.seller):
             for wrapped in pdf.wrap(line, left_w):
                 pdf.put_fitted(pdf.l_margin, y, left_w, _LINE_H, wrapped)
@@ -560,7 +386,7 @@ class _Renderer:
 
         # Title and document facts, right.
         y = top - 1
-        pdf.use_font(22, "B", _ACCENT)
+        pdf.use_font(22, "B", ACCENT)
         pdf.put_fitted(right_x, y, right_w, 10, self.title, "R")
         y += 12
         label_w = 30.0
@@ -570,28 +396,28 @@ class _Renderer:
             ("Due date", format_date(view.due_date)),
         ]
         for label, value in facts:
-            pdf.use_font(_BODY_PT, "", _MUTED)
+            pdf.use_font(_BODY_PT, "", MUTED)
             pdf.put_fitted(right_x, y, label_w, 5, label)
             pdf.use_font(_BODY_PT, "B")
             pdf.put_fitted(right_x + label_w, y, right_w - label_w, 5, value, "R", exact=True)
             y += 5
-        pdf.use_font(_BODY_PT, "", _MUTED)
+        pdf.use_font(_BODY_PT, "", MUTED)
         pdf.put_fitted(right_x, y + 0.6, label_w, 5, "Status")
         self._status_badge(right_x + right_w, y + 0.6)
         right_end = y + 7
 
         bottom = max(left_end, right_end) + 4
-        pdf.hrule(pdf.l_margin, bottom, pdf.epw, _ACCENT, 0.5)
+        pdf.hrule(pdf.l_margin, bottom, pdf.epw, ACCENT, 0.5)
         pdf.set_y(bottom + 6)
 
     def _status_badge(self, right_edge: float, y: float) -> None:
         pdf = self.pdf
         status = self.view.status.strip().lower()
-        colour = _STATUS_COLOURS.get(status, _MUTED)
+        colour = _STATUS_COLOURS.get(status, MUTED)
         label = pdf_safe_text(status.replace("_", " ").upper() or "UNKNOWN")
-        pdf.use_font(7.5, "B", _WHITE)
+        pdf.use_font(7.5, "B", WHITE)
         w = pdf.text_width(label) + 5
-        x = right_edge - w - _CELL_PAD_X
+        x = right_edge - w - CELL_PAD_X
         pdf.set_fill_color(*colour)
         pdf.rect(x, y + 0.4, w, 4.4, style="F", round_corners=True, corner_radius=1.4)
         pdf.set_xy(x, y + 0.4)
@@ -614,23 +440,23 @@ class _Renderer:
         left_w = pdf.epw * 0.55
 
         y = top
-        pdf.use_font(7.5, "B", _MUTED)
+        pdf.use_font(7.5, "B", MUTED)
         pdf.put_fitted(pdf.l_margin, y, left_w, 4, "BILL TO")
         y += 5
         pdf.use_font(11, "B")
         for line in pdf.wrap(view.buyer.name, left_w):
             pdf.put_fitted(pdf.l_margin, y, left_w, 5.5, line)
             y += 5.5
-        pdf.use_font(_BODY_PT, "", _TEXT)
+        pdf.use_font(_BODY_PT, "", TEXT)
         for line in self._party_detail_lines(view.buyer):
             for wrapped in pdf.wrap(line, left_w):
                 pdf.put_fitted(pdf.l_margin, y, left_w, _LINE_H, wrapped)
                 y += _LINE_H
         if view.po_reference:
             y += 2
-            pdf.use_font(_BODY_PT, "B", _MUTED)
+            pdf.use_font(_BODY_PT, "B", MUTED)
             label = "PO reference:"
-            label_w = pdf.text_width(label) + 2 * _CELL_PAD_X
+            label_w = pdf.text_width(label) + 2 * CELL_PAD_X
             pdf.put_fitted(pdf.l_margin, y, label_w, _LINE_H, label)
             pdf.use_font(_BODY_PT, "B")
             pdf.put_fitted(
@@ -650,15 +476,15 @@ class _Renderer:
             else f"Due {format_date(view.due_date)}"
         )
         box_h = 22.0
-        pdf.set_fill_color(*_ACCENT_LIGHT)
+        pdf.set_fill_color(*ACCENT_LIGHT)
         pdf.rect(box_x, top, box_w, box_h, style="F")
-        pdf.set_fill_color(*_ACCENT)
+        pdf.set_fill_color(*ACCENT)
         pdf.rect(box_x, top, 1.4, box_h, style="F")
-        pdf.use_font(7.5, "B", _MUTED)
+        pdf.use_font(7.5, "B", MUTED)
         pdf.put_fitted(box_x + 3, top + 2.5, box_w - 5, 4, label, "R")
-        pdf.use_font(16, "B", _ACCENT)
+        pdf.use_font(16, "B", ACCENT)
         pdf.put_fitted(box_x + 3, top + 7, box_w - 5, 8, format_money(amount), "R", exact=True)
-        pdf.use_font(_SMALL_PT, "", _MUTED)
+        pdf.use_font(_SMALL_PT, "", MUTED)
         pdf.put_fitted(box_x + 3, top + 15.5, box_w - 5, 4, sub, "R")
 
         pdf.set_y(max(y, top + box_h) + 8)
@@ -681,9 +507,9 @@ class _Renderer:
         pdf = self.pdf
         y = pdf.get_y()
         h = _TABLE_HEADER_H
-        pdf.set_fill_color(*_ACCENT)
+        pdf.set_fill_color(*ACCENT)
         pdf.rect(pdf.l_margin, y, pdf.epw, h, style="F")
-        pdf.use_font(_SMALL_PT, "B", _WHITE)
+        pdf.use_font(_SMALL_PT, "B", WHITE)
         x = pdf.l_margin
         for col in columns:
             pdf.put_fitted(x, y, col.width, h, col.title, col.align)
@@ -695,13 +521,13 @@ class _Renderer:
         columns = self._columns()
         self._table_header(columns)
         if not view.lines:
-            pdf.use_font(_BODY_PT, "I", _MUTED)
+            pdf.use_font(_BODY_PT, "I", MUTED)
             y = pdf.get_y()
             pdf.put_fitted(pdf.l_margin, y + 1, pdf.epw, 7, "No line items.", "C")
             pdf.set_y(y + 9)
         for index, line in enumerate(view.lines):
             self._line_row(columns, index, line)
-        pdf.hrule(pdf.l_margin, pdf.get_y(), pdf.epw, _ACCENT, 0.4)
+        pdf.hrule(pdf.l_margin, pdf.get_y(), pdf.epw, ACCENT, 0.4)
         pdf.set_y(pdf.get_y() + 6)
 
     def _line_row(self, columns: Sequence[_Column], index: int, line: LineView) -> None:
@@ -757,7 +583,7 @@ class _Renderer:
         y = pdf.get_y()
         h = count * _LINE_H + 2 * _ROW_PAD_Y
         if index % 2 == 1:
-            pdf.set_fill_color(*_ZEBRA)
+            pdf.set_fill_color(*ZEBRA)
             pdf.rect(pdf.l_margin, y, pdf.epw, h, style="F")
         x = pdf.l_margin
         for col_index, col in enumerate(columns):
@@ -769,7 +595,7 @@ class _Renderer:
             else:
                 single = singles[col_index]
                 text_lines = [single] if single is not None else []
-            colour = _MUTED if col_index in (0, 5) else _TEXT
+            colour = MUTED if col_index in (0, 5) else TEXT
             pdf.use_font(_BODY_PT, "", colour)
             for i, text in enumerate(text_lines):
                 pdf.put_fitted(
@@ -816,19 +642,19 @@ class _Renderer:
         def draw(x: float, y: float, w: float) -> None:
             label_w = w * 0.5
             if kind == "total":
-                pdf.hrule(x, y + 0.6, w, _RULE, 0.3)
+                pdf.hrule(x, y + 0.6, w, RULE, 0.3)
                 y += 1.6
                 pdf.use_font(_BODY_PT + 0.5, "B")
             elif kind == "due":
                 y += 1.2
-                pdf.set_fill_color(*_ACCENT)
+                pdf.set_fill_color(*ACCENT)
                 pdf.rect(x, y, w, row_h + 0.6, style="F")
-                pdf.use_font(_BODY_PT + 1.5, "B", _WHITE)
+                pdf.use_font(_BODY_PT + 1.5, "B", WHITE)
             else:
-                pdf.use_font(_BODY_PT, "", _MUTED)
+                pdf.use_font(_BODY_PT, "", MUTED)
             pdf.put_fitted(x, y + 0.3, label_w, row_h, label)
             if not kind:
-                pdf.use_font(_BODY_PT, "", _TEXT)
+                pdf.use_font(_BODY_PT, "", TEXT)
             pdf.put_fitted(x + label_w, y + 0.3, w - label_w, row_h, value, "R", exact=True)
 
         return _Op(height, draw)
@@ -859,7 +685,7 @@ class _Renderer:
         pdf = self.pdf
 
         def draw(x: float, y: float, w: float) -> None:
-            pdf.use_font(7.5, "B", _ACCENT)
+            pdf.use_font(7.5, "B", ACCENT)
             pdf.put_fitted(x, y, w, 4.5, title.upper())
 
         return _Op(5.5, draw, keep_with_next=True)
@@ -885,7 +711,7 @@ class _Renderer:
         ops: list[_Op] = []
 
         def header(x: float, y: float, w: float) -> None:
-            pdf.use_font(7.5, "B", _MUTED)
+            pdf.use_font(7.5, "B", MUTED)
             pdf.put_fitted(x, y, 8, 4.5, "#", "R")
             pdf.put_fitted(x + 8, y, w * 0.4, 4.5, "Due date")
             pdf.put_fitted(x + 8 + w * 0.4, y, w - 8 - w * 0.4, 4.5, "Amount", "R")
@@ -898,9 +724,9 @@ class _Renderer:
                 x: float, y: float, w: float, i: int = i, inst: InstallmentView = inst
             ) -> None:
                 if i % 2 == 1:
-                    pdf.set_fill_color(*_ZEBRA)
+                    pdf.set_fill_color(*ZEBRA)
                     pdf.rect(x, y, w, _LINE_H + 0.6, style="F")
-                pdf.use_font(_BODY_PT, "", _MUTED)
+                pdf.use_font(_BODY_PT, "", MUTED)
                 pdf.put_fitted(x, y + 0.3, 8, _LINE_H, str(i + 1), "R", exact=True)
                 pdf.use_font(_BODY_PT)
                 pdf.put_fitted(x + 8, y + 0.3, w * 0.4, _LINE_H, format_date(inst.due_date))

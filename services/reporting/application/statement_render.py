@@ -1,10 +1,9 @@
 """A statement of account as CSV and as PDF: pure functions from a `Statement` to bytes/text.
 
-The PDF follows the invoice service's renderer (services/invoice/adapters/pdf.py) without
-importing it (services share only `shared/`): fpdf2 with the Helvetica core font in
-Windows-1252, every string made printable first (never an encoding error on a customer's
-name), numbers right-aligned and shrunk rather than cut, and a reproducible document (creation
-date from the period's end, so the same statement renders the same bytes).
+The PDF is drawn like the invoice service's (both build on `shared.pdf`): fpdf2 with the
+Helvetica core font in Windows-1252, every string made printable first (never an encoding error
+on a customer's name), numbers right-aligned and shrunk rather than cut, and a reproducible
+document (creation date from the period's end, so the same statement renders the same bytes).
 """
 
 from __future__ import annotations
@@ -12,17 +11,27 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Final
-
-from fpdf import FPDF
-from fpdf.fonts import CoreFont
 
 from services.reporting.domain.statement import CurrencyStatement, Statement
 from shared.money import Money
+from shared.pdf import (
+    ACCENT,
+    ACCENT_LIGHT,
+    MUTED,
+    RULE,
+    SPACES,
+    WHITE,
+    ZEBRA,
+    FittedTextDocument,
+    Rgb,
+    TextRules,
+    format_date,
+)
+from shared.pdf import format_money as shared_format_money
 from shared.web.spreadsheet import safe_cell
 
 CSV_COLUMNS: Final = (
@@ -110,81 +119,25 @@ def render_csv(st: Statement) -> str:
     return out.getvalue()
 
 
-# ---- PDF text helpers (after the invoice renderer's) ---------------------------------------------
+# ---- PDF ----------------------------------------------------------------------------------------
 
-_ENCODING: Final = "cp1252"  # fpdf2 declares the core fonts /WinAnsiEncoding
-_SPACES: Final = frozenset(
-    "\t\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+#: The statement's own rules for every string it draws: no-break spaces print as plain
+#: spaces, every format character (not only the zero-width ones) is dropped, there is no
+#: transliteration table (NFKD or "?" only), and each of "\r" and "\n" becomes a space.
+_TEXT_RULES: Final = TextRules(
+    spaces=SPACES | {"\u00a0"},
+    dropped=frozenset(),
+    transliterations={},
+    dropped_categories=frozenset({"Cc", "Cf"}),
+    fold_crlf=False,
 )
-_MONTHS: Final = (
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-)
-_ELLIPSIS: Final = "\u2026"
-
-
-def _encodable(ch: str) -> bool:
-    try:
-        ch.encode(_ENCODING)
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def pdf_safe_text(value: str) -> str:
-    """Printable with the Windows-1252 core fonts, never raising: odd spaces become spaces,
-    control characters go, other characters are decomposed ("ő" -> "o") or become "?"."""
-    out: list[str] = []
-    for ch in value:
-        if ch in _SPACES or ch in "\r\n":
-            out.append(" ")
-        elif unicodedata.category(ch) in ("Cc", "Cf"):
-            continue
-        elif _encodable(ch):
-            out.append(ch)
-        else:
-            plain = "".join(
-                part
-                for part in unicodedata.normalize("NFKD", ch)
-                if not unicodedata.combining(part) and _encodable(part)
-            )
-            out.append(plain or "?")
-    return "".join(out)
-
-
-def format_date(value: date) -> str:
-    """14 Mar 2026: unambiguous whatever the reader's locale."""
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
 
 
 def format_money(amount: int, currency: str) -> str:
     """1,234.50 with the currency's decimals."""
-    money = Money.of_minor(amount, currency)
-    return f"{money.to_decimal():,.{money.exponent}f}"
+    return shared_format_money(Money.of_minor(amount, currency), with_currency=False)
 
 
-# ---- PDF ----------------------------------------------------------------------------------------
-
-_RGB = tuple[int, int, int]
-_ACCENT: Final[_RGB] = (30, 58, 95)
-_ACCENT_LIGHT: Final[_RGB] = (234, 240, 247)
-_TEXT: Final[_RGB] = (33, 37, 41)
-_MUTED: Final[_RGB] = (108, 117, 125)
-_RULE: Final[_RGB] = (206, 212, 218)
-_ZEBRA: Final[_RGB] = (245, 247, 250)
-_WHITE: Final[_RGB] = (255, 255, 255)
-_FONT: Final = "Helvetica"
-_MARGIN: Final = 15.0
 _BOTTOM: Final = 20.0
 _BODY_PT: Final = 8.5
 _ROW_H: Final = 5.6
@@ -199,58 +152,18 @@ class _Column:
     align: str
 
 
-class _StatementDocument(FPDF):
+class _StatementDocument(FittedTextDocument):
     """A4 portrait with a footer naming the statement and the page."""
 
+    shrink_floor = 0.75
+    text_rules = _TEXT_RULES
+
     def __init__(self, footer_text: str) -> None:
-        super().__init__(orientation="P", unit="mm", format="A4")
+        super().__init__()
         self.footer_text = footer_text
-        self.core_fonts_encoding = _ENCODING
-        self.set_margins(_MARGIN, _MARGIN, _MARGIN)
         self.set_auto_page_break(auto=False)
-        self.c_margin = 1.6
 
-    def use_font(self, size: float, style: str = "", colour: _RGB = _TEXT) -> None:
-        self.set_font(_FONT, style, size)
-        self.set_text_color(*colour)
-
-    def text_width(self, value: str) -> float:
-        font = self.current_font
-        if isinstance(font, CoreFont):
-            encoded = value.encode(_ENCODING, "replace").decode("latin-1")
-            return sum(font.cw[ch] for ch in encoded) * self.font_size_pt * 0.001 / self.k
-        return float(self.get_string_width(value))
-
-    def put(
-        self,
-        x: float,
-        y: float,
-        w: float,
-        h: float,
-        value: str,
-        align: str = "L",
-        *,
-        exact: bool = False,
-    ) -> None:
-        """One line in a box: shrunk to fit (to 4 pt for `exact` text such as amounts, which is
-        never shortened), else ellipsised."""
-        self.set_xy(x, y)
-        value = pdf_safe_text(value)
-        size = self.font_size_pt
-        fitted, floor = size, 4.0 if exact else size * 0.75
-        available = w - 2 * self.c_margin
-        while fitted - 0.25 >= floor and self.text_width(value) > available:
-            fitted -= 0.25
-            self.set_font_size(fitted)
-        if not exact and self.text_width(value) > available:
-            while len(value) > 1 and self.text_width(value + _ELLIPSIS) > available:
-                value = value[:-1]
-            value = value.rstrip() + _ELLIPSIS
-        self.cell(w, h, value, align=align)
-        if fitted != size:
-            self.set_font_size(size)
-
-    def hrule(self, y: float, colour: _RGB = _RULE, width: float = 0.2) -> None:
+    def hrule(self, y: float, colour: Rgb = RULE, width: float = 0.2) -> None:
         self.set_draw_color(*colour)
         self.set_line_width(width)
         self.line(self.l_margin, y, self.l_margin + self.epw, y)
@@ -262,9 +175,9 @@ class _StatementDocument(FPDF):
     def footer(self) -> None:
         y = self.h - 13
         self.hrule(y - 1.5)
-        self.use_font(7.5, "", _MUTED)
-        self.put(self.l_margin, y, self.epw * 0.7, 5, self.footer_text)
-        self.put(
+        self.use_font(7.5, "", MUTED)
+        self.put_fitted(self.l_margin, y, self.epw * 0.7, 5, self.footer_text)
+        self.put_fitted(
             self.l_margin + self.epw * 0.7,
             y,
             self.epw * 0.3,
@@ -303,8 +216,8 @@ class _Renderer:
         pdf.add_page()
         self._header()
         if not st.currencies:
-            pdf.use_font(_BODY_PT + 1, "I", _MUTED)
-            pdf.put(
+            pdf.use_font(_BODY_PT + 1, "I", MUTED)
+            pdf.put_fitted(
                 pdf.l_margin,
                 pdf.get_y() + 2,
                 pdf.epw,
@@ -319,8 +232,8 @@ class _Renderer:
     def _header(self) -> None:
         pdf, st = self.pdf, self.st
         top = pdf.t_margin
-        pdf.use_font(20, "B", _ACCENT)
-        pdf.put(pdf.l_margin, top, pdf.epw * 0.6, 10, TITLE)
+        pdf.use_font(20, "B", ACCENT)
+        pdf.put_fitted(pdf.l_margin, top, pdf.epw * 0.6, 10, TITLE)
         facts = [
             ("Customer", st.customer_name or st.customer_id),
             ("Customer id", st.customer_id),
@@ -328,12 +241,12 @@ class _Renderer:
         ]
         y = top + 13
         for label, value in facts:
-            pdf.use_font(_BODY_PT + 0.5, "", _MUTED)
-            pdf.put(pdf.l_margin, y, 28, 5.2, label)
+            pdf.use_font(_BODY_PT + 0.5, "", MUTED)
+            pdf.put_fitted(pdf.l_margin, y, 28, 5.2, label)
             pdf.use_font(_BODY_PT + 0.5, "B")
-            pdf.put(pdf.l_margin + 28, y, pdf.epw - 28, 5.2, value)
+            pdf.put_fitted(pdf.l_margin + 28, y, pdf.epw - 28, 5.2, value)
             y += 5.2
-        pdf.hrule(y + 3, _ACCENT, 0.5)
+        pdf.hrule(y + 3, ACCENT, 0.5)
         pdf.set_y(y + 8)
 
     def _columns(self) -> list[_Column]:
@@ -358,12 +271,12 @@ class _Renderer:
     def _table_header(self, columns: Sequence[_Column]) -> None:
         pdf = self.pdf
         y = pdf.get_y()
-        pdf.set_fill_color(*_ACCENT)
+        pdf.set_fill_color(*ACCENT)
         pdf.rect(pdf.l_margin, y, pdf.epw, _HEADER_H, style="F")
-        pdf.use_font(_BODY_PT - 0.5, "B", _WHITE)
+        pdf.use_font(_BODY_PT - 0.5, "B", WHITE)
         x = pdf.l_margin
         for col in columns:
-            pdf.put(x, y, col.width, _HEADER_H, col.title, col.align)
+            pdf.put_fitted(x, y, col.width, _HEADER_H, col.title, col.align)
             x += col.width
         pdf.set_y(y + _HEADER_H)
 
@@ -374,19 +287,21 @@ class _Renderer:
         *,
         zebra: bool = False,
         bold: bool = False,
-        fill: _RGB | None = None,
+        fill: Rgb | None = None,
     ) -> None:
         self._room(_ROW_H, columns)
         pdf = self.pdf
         y = pdf.get_y()
-        colour = fill or (_ZEBRA if zebra else None)
+        colour = fill or (ZEBRA if zebra else None)
         if colour is not None:
             pdf.set_fill_color(*colour)
             pdf.rect(pdf.l_margin, y, pdf.epw, _ROW_H, style="F")
         x = pdf.l_margin
         for col, value in zip(columns, cells, strict=True):
             pdf.use_font(_BODY_PT, "B" if bold else "")
-            pdf.put(x, y + 0.3, col.width, _ROW_H - 0.6, value, col.align, exact=col.align == "R")
+            pdf.put_fitted(
+                x, y + 0.3, col.width, _ROW_H - 0.6, value, col.align, exact=col.align == "R"
+            )
             x += col.width
         pdf.set_y(y + _ROW_H)
 
@@ -395,8 +310,8 @@ class _Renderer:
         columns = self._columns()
         self._room(12 + _HEADER_H + 2 * _ROW_H)
         pdf.set_y(pdf.get_y() + 2)
-        pdf.use_font(12, "B", _ACCENT)
-        pdf.put(pdf.l_margin, pdf.get_y(), pdf.epw, 7, f"Account in {cur}")
+        pdf.use_font(12, "B", ACCENT)
+        pdf.put_fitted(pdf.l_margin, pdf.get_y(), pdf.epw, 7, f"Account in {cur}")
         pdf.set_y(pdf.get_y() + 8)
         self._table_header(columns)
         start = format_date(self.st.from_date)
@@ -404,7 +319,7 @@ class _Renderer:
             columns,
             [start, "", "Opening balance", "", "", format_money(c.opening_balance, cur)],
             bold=True,
-            fill=_ACCENT_LIGHT,
+            fill=ACCENT_LIGHT,
         )
         for i, line in enumerate(c.lines):
             self._row(
@@ -432,9 +347,9 @@ class _Renderer:
                 format_money(c.closing_balance, cur),
             ],
             bold=True,
-            fill=_ACCENT_LIGHT,
+            fill=ACCENT_LIGHT,
         )
-        pdf.hrule(pdf.get_y(), _ACCENT, 0.4)
+        pdf.hrule(pdf.get_y(), ACCENT, 0.4)
         pdf.set_y(pdf.get_y() + 4)
         self._aging(c)
 
@@ -443,8 +358,8 @@ class _Renderer:
         keys = list(c.aging)
         width = pdf.epw / max(len(keys), 1)
         self._room(5 + 2 * _ROW_H)
-        pdf.use_font(_BODY_PT, "B", _ACCENT)
-        pdf.put(
+        pdf.use_font(_BODY_PT, "B", ACCENT)
+        pdf.put_fitted(
             pdf.l_margin,
             pdf.get_y(),
             pdf.epw,
@@ -454,10 +369,10 @@ class _Renderer:
         y = pdf.get_y() + 5.5
         for i, key in enumerate(keys):
             x = pdf.l_margin + i * width
-            pdf.use_font(_BODY_PT - 0.5, "B", _MUTED)
-            pdf.put(x, y, width, _ROW_H, key.replace("_", " "), "R")
+            pdf.use_font(_BODY_PT - 0.5, "B", MUTED)
+            pdf.put_fitted(x, y, width, _ROW_H, key.replace("_", " "), "R")
             pdf.use_font(_BODY_PT)
-            pdf.put(
+            pdf.put_fitted(
                 x,
                 y + _ROW_H,
                 width,
