@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.pipeline append --events 20000
     .venv/bin/python -m bench.pipeline relay --events 50000
-    .venv/bin/python -m bench.pipeline rebuild
+    .venv/bin/python -m bench.pipeline rebuild [--batch-size 2000]
 
 `append` writes into a scratch schema with the event store's own code (per-stream version
 check, outbox columns, JSON payload of an issued invoice's size), from several writers at once.
@@ -126,17 +126,19 @@ async def bench_relay(engine: AsyncEngine, kafka: KafkaSettings, events: int) ->
         await producer.stop()
 
 
-async def bench_rebuild(engine: AsyncEngine, kafka: KafkaSettings) -> None:
+async def bench_rebuild(engine: AsyncEngine, kafka: KafkaSettings, batch_size: int) -> None:
     async with scratch_schema(engine, "bench_rebuild") as schema:
         async with engine.begin() as conn:
             for table in (*PROJECTION_TABLES, "tenant_settings", "fx_rates"):
                 await conn.execute(
                     text(f"CREATE TABLE {schema}.{table} (LIKE reporting.{table} INCLUDING ALL)")
                 )
-        result = await Rebuild(engine, kafka, schema, REPORTING_TOPICS).run(swap=True)
+        rebuild = Rebuild(engine, kafka, schema, REPORTING_TOPICS, batch_size=batch_size)
+        result = await rebuild.run(swap=True)
     print(
         f"rebuild: {result.records / result.seconds:,.0f} events/s "
-        f"({result.records:,} records, {result.applied:,} applied, {result.seconds:.1f} s)"
+        f"({result.records:,} records, {result.applied:,} applied, {result.seconds:.1f} s, "
+        f"{batch_size:,} per batch)"
     )
 
 
@@ -149,7 +151,7 @@ async def main(args: argparse.Namespace) -> None:
         elif args.command == "relay":
             await bench_relay(engine, kafka, args.events)
         else:
-            await bench_rebuild(engine, kafka)
+            await bench_rebuild(engine, kafka, args.batch_size)
     finally:
         await engine.dispose()
 
@@ -159,4 +161,7 @@ if __name__ == "__main__":
     parser.add_argument("command", choices=["append", "relay", "rebuild"])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument(
+        "--batch-size", type=int, default=2000, help="rebuild: events per transaction"
+    )
     asyncio.run(main(parser.parse_args()))

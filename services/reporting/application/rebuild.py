@@ -2,8 +2,10 @@
 
 1. Shadow tables `<name>_rebuild` are created like the live ones (columns, keys, indexes).
 2. Every partition of the reporting topics is read from its beginning to the end offsets seen
-   at the start, and applied to the shadow tables by the same projector the live consumer runs;
-   then once more to the new end (most of what arrived meanwhile).
+   at the start, and applied to the shadow tables by the live consumer's rules; then once more
+   to the new end (most of what arrived meanwhile). `BatchProjector` applies them in memory and
+   writes a batch at a time (it can: only the rebuild writes the shadow tables, which start
+   empty); after a write it cannot explain, the rebuild goes on with the live `Projector`.
 3. In one transaction: the rebuild gate is taken exclusively, so the live consumer's next writes
    wait (its writes in flight commit first); the shadow tables catch up to the end offsets of
    that moment, which covers everything the live tables hold; both sides are checksummed; the
@@ -16,6 +18,7 @@ are no-ops for the projector (per-stream versions), so nothing is applied twice.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -26,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.reporting.projections.batch import BatchProjector
 from services.reporting.projections.projector import Projector, rebuild_gate_key
 from services.reporting.projections.tables import PROJECTION_TABLES, Tables
 from shared.db import make_sessionmaker
@@ -100,6 +104,9 @@ class Rebuild:
         self.batch_size = batch_size
         self.progress = progress
         self.projector = Projector(self.shadow, gated=False)
+        # Applies events in memory and writes each batch with a statement per table; dropped
+        # for `projector` (one event at a time, reading the tables) if a batch's write fails.
+        self.batched: BatchProjector | None = BatchProjector(self.shadow)
         self.result = RebuildResult()
         self._total = 0
 
@@ -114,6 +121,7 @@ class Rebuild:
                 raise RebuildError("another rebuild of these projections is running")
             try:
                 await self._create_shadow_tables()
+                self.batched = BatchProjector(self.shadow)  # the tables are empty: so is it
                 consumer = make_reader(self.kafka, "reporting-rebuild")
                 await consumer.start()
                 try:
@@ -126,6 +134,8 @@ class Rebuild:
                 await self._drop_shadow_tables()
                 raise
             finally:
+                self.batched = None  # its memory: as much as the tables' rows
+                gc.unfreeze()
                 await guard.execute(
                     text("SELECT pg_advisory_unlock(hashtext(:key))"),
                     {"key": rebuild_gate_key(self.live.schema) + ".running"},
@@ -205,6 +215,9 @@ class Rebuild:
                 else:
                     await self._apply_batch(session, records)
                 self.result.records += len(records)
+                # The batched projector's memory only grows: keep the cyclic garbage collector
+                # from walking it again and again (about a quarter of the time without this).
+                gc.freeze()
                 if self.progress is not None:
                     self.progress(self.result.records, max(self._total, self.result.records))
             else:
@@ -223,15 +236,21 @@ class Rebuild:
     async def _apply_batch(
         self, session: AsyncSession, records: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
-        """The batch in one savepoint; if an event fails, the batch again event by event, so
-        one the live consumer would have dead-lettered is counted and skipped here too instead
-        of stopping the rebuild."""
+        """The batch in one savepoint. An event that cannot be decoded is counted and skipped
+        (the live consumer would have dead-lettered it); the others go through the batched
+        projector: applied in memory, written with one statement per table. If that fails, the
+        batch again with the per-event projector, event by event, and the rest of the rebuild
+        with it too."""
         envelopes: list[tuple[ConsumerRecord[bytes, bytes], EventEnvelope]] = []
         for record in records:
             try:
-                envelopes.append((record, EventEnvelope.from_json_bytes(record.value or b"")))
+                # = EventEnvelope.from_json_bytes, but parsed by pydantic from the bytes (faster)
+                raw = record.value or b""
+                envelopes.append((record, EventEnvelope.model_validate_json(raw)))
             except Exception:
                 self.result.undecodable += 1
+        if self.batched is not None and await self._apply_batched(session, envelopes):
+            return
         try:
             async with session.begin_nested():
                 for _, envelope in envelopes:
@@ -246,15 +265,49 @@ class Rebuild:
                     await self.projector.apply(session, envelope)
                 self.result.applied += 1
             except Exception as exc:
-                self.result.failed += 1
-                log.warning(
-                    "rebuild: %s at %s:%d:%d failed: %r",
-                    envelope.event_type,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc,
-                )
+                self._failed(record, envelope, exc)
+
+    async def _apply_batched(
+        self,
+        session: AsyncSession,
+        envelopes: list[tuple[ConsumerRecord[bytes, bytes], EventEnvelope]],
+    ) -> bool:
+        """False (nothing counted, nothing written) if the batch must go the per-event way."""
+        assert self.batched is not None
+        decoded = []
+        failed: list[tuple[ConsumerRecord[bytes, bytes], EventEnvelope, Exception]] = []
+        for record, envelope in envelopes:
+            try:
+                decoded.append((envelope, BatchProjector.decode(envelope)))
+            except Exception as exc:
+                failed.append((record, envelope, exc))
+        try:
+            async with session.begin_nested():
+                for envelope, event in decoded:
+                    if event is not None:
+                        self.batched.apply(envelope, event)
+                await self.batched.flush(session)
+        except Exception:
+            log.warning("rebuild: a batched write failed; going on event by event", exc_info=True)
+            self.batched = None  # its memory is ahead of the tables now
+            return False
+        self.result.applied += len(decoded)
+        for record, envelope, error in failed:
+            self._failed(record, envelope, error)
+        return True
+
+    def _failed(
+        self, record: ConsumerRecord[bytes, bytes], envelope: EventEnvelope, exc: Exception
+    ) -> None:
+        self.result.failed += 1
+        log.warning(
+            "rebuild: %s at %s:%d:%d failed: %r",
+            envelope.event_type,
+            record.topic,
+            record.partition,
+            record.offset,
+            exc,
+        )
 
     async def _swap(self, session: AsyncSession) -> None:
         schema = self.live.schema
