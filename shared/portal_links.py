@@ -60,6 +60,11 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _from_millis(millis: int) -> datetime:
+    """Exact, unlike a float division."""
+    return datetime.fromtimestamp(millis // 1000, UTC) + timedelta(milliseconds=millis % 1000)
+
+
 def _mac(secret: SecretStr, context: bytes, message: str) -> str:
     key = secret.get_secret_value().encode()
     return _b64(hmac.new(key, context + message.encode(), hashlib.sha256).digest())
@@ -83,7 +88,8 @@ def issue_link(
         tenant_id=tenant_id,
         customer_id=customer_id,
         issued_at=issued,
-        expires_at=issued + (ttl or timedelta(days=settings.ttl_days)),
+        # whole seconds, as the token carries it: what the issuer records is what verifies
+        expires_at=(issued + (ttl or timedelta(days=settings.ttl_days))).replace(microsecond=0),
     )
     claims = {
         "l": str(link.link_id),
@@ -119,7 +125,7 @@ def verify_link(
             link_id=uuid.UUID(claims["l"]),
             tenant_id=str(claims["t"]),
             customer_id=str(claims["c"]),
-            issued_at=datetime.fromtimestamp(int(claims["iat"]) / 1000, UTC),
+            issued_at=_from_millis(int(claims["iat"])),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )
     except (ValueError, KeyError, TypeError):

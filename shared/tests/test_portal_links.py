@@ -29,6 +29,12 @@ def test_a_link_names_its_tenant_customer_and_expiry() -> None:
     assert link_url(SETTINGS, token) == f"https://portal.example/p/{token}"
     with pytest.raises(Unauthenticated, match="expired"):
         verify_link(SETTINGS, token, now=NOW + timedelta(days=30))
+    # issued mid-second: the token's issue time keeps its milliseconds, its expiry is what the
+    # issuer recorded, to the second
+    odd, token = issue_link(SETTINGS, "t1", "cust-1", now=NOW + timedelta(microseconds=123_456))
+    seen = verify_link(SETTINGS, token, now=NOW)
+    assert (seen.issued_at, seen.expires_at) == (odd.issued_at, odd.expires_at)
+    assert odd.issued_at.microsecond == 123_000 and odd.expires_at.microsecond == 0
 
 
 def test_an_altered_or_foreign_link_is_refused() -> None:
