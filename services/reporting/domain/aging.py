@@ -109,6 +109,29 @@ def _take_oldest_first(amounts: Sequence[int], taken: int) -> list[int]:
     return remaining
 
 
+OpenKey = tuple[str, date, date]
+"""An open total's key: currency, due date, issue date."""
+
+
+def open_total_changes(
+    old: Sequence[tuple[str, date, date, int, int]], new: Sequence[OpenPortion]
+) -> dict[OpenKey, list[int]]:
+    """How replacing an invoice's open items (old: currency, due date, issue date, undisputed,
+    disputed) by ``new`` changes the open totals: [undisputed, disputed, invoices] per key, the
+    invoice counted once, under its first item. Keys may end up all zero."""
+    changes: dict[OpenKey, list[int]] = {}
+    for sign, items in (
+        (-1, old),
+        (1, [(p.currency, p.due_date, p.issue_date, p.undisputed, p.disputed) for p in new]),
+    ):
+        for n, (currency, due, issued, undisputed, disputed) in enumerate(items):
+            change = changes.setdefault((currency, due, issued), [0, 0, 0])
+            change[0] += sign * undisputed
+            change[1] += sign * disputed
+            change[2] += sign if n == 0 else 0
+    return changes
+
+
 def open_portions(position: InvoicePosition) -> list[OpenPortion]:
     ordered = sorted(position.obligations, key=lambda o: o.due_date)
     open_amounts = _take_oldest_first([o.amount for o in ordered], position.settled)

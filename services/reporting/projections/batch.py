@@ -29,6 +29,7 @@ from services.reporting.domain.aging import (
     Obligation,
     OpenPortion,
     open_portions,
+    open_total_changes,
 )
 from services.reporting.projections.tables import Tables
 from shared.contracts import invoice as inv
@@ -387,17 +388,10 @@ class BatchProjector:
             disputed=disputed,
         )
         portions = open_portions(position) if invoice.closed_on is None else []
-        deltas: dict[tuple[str, date, date], list[int]] = defaultdict(lambda: [0, 0, 0])
-        for n, item in enumerate(invoice.items):
-            delta = deltas[(item.currency, item.due_date, item.issue_date)]
-            delta[0] -= item.undisputed
-            delta[1] -= item.disputed
-            delta[2] -= 1 if n == 0 else 0
-        for n, portion in enumerate(portions):
-            delta = deltas[(portion.currency, portion.due_date, portion.issue_date)]
-            delta[0] += portion.undisputed
-            delta[1] += portion.disputed
-            delta[2] += 1 if n == 0 else 0
+        old = [
+            (i.currency, i.due_date, i.issue_date, i.undisputed, i.disputed) for i in invoice.items
+        ]
+        deltas = open_total_changes(old, portions)
         if invoice.items or portions:
             self.d_items.add(key)
         invoice.items = portions

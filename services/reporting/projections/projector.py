@@ -14,14 +14,17 @@ as running balances, so any report can be computed as of any past date.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from datetime import date
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.reporting.domain.aging import InvoicePosition, Obligation, open_portions
+from services.reporting.domain.aging import (
+    InvoicePosition,
+    Obligation,
+    open_portions,
+    open_total_changes,
+)
 from services.reporting.projections.tables import Tables
 from shared.consumer import MessageContext
 from shared.contracts import invoice as inv
@@ -472,17 +475,13 @@ class Projector:
         )
         portions = open_portions(position) if first.closed_on is None else []
         old = (await session.execute(self._items_sql, params)).all()
-        deltas: dict[tuple[str, date, date], list[int]] = defaultdict(lambda: [0, 0, 0])
-        for n, item in enumerate(old):
-            delta = deltas[(item.currency, item.due_date, item.issue_date)]
-            delta[0] -= item.undisputed_minor
-            delta[1] -= item.disputed_minor
-            delta[2] -= 1 if n == 0 else 0
-        for n, portion in enumerate(portions):
-            delta = deltas[(portion.currency, portion.due_date, portion.issue_date)]
-            delta[0] += portion.undisputed
-            delta[1] += portion.disputed
-            delta[2] += 1 if n == 0 else 0
+        deltas = open_total_changes(
+            [
+                (r.currency, r.due_date, r.issue_date, r.undisputed_minor, r.disputed_minor)
+                for r in old
+            ],
+            portions,
+        )
         if old:
             await _run(
                 session,
