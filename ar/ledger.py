@@ -78,18 +78,8 @@ async def _export(
     target = f"export:{fmt}"
     async with _reporting() as (sessions, t):
         async with sessions() as session, session.begin():
-            await session.execute(
-                text(
-                    f"""INSERT INTO {t.cursors} (tenant_id, target) VALUES (:t, :target)
-                        ON CONFLICT DO NOTHING"""
-                ),
-                {"t": tenant, "target": target},
-            )
-            stored = await session.scalar(
-                text(f"SELECT position FROM {t.cursors} WHERE tenant_id = :t AND target = :target"),
-                {"t": tenant, "target": target},
-            )
-        after = 0 if from_start else int(stored)
+            stored = await ledger.cursor_position(session, t, tenant, target)
+        after = 0 if from_start else stored
         async with sessions() as session:
             chunk = await ledger.render_export(session, t, tenant, fmt, after, MAX_ENTRIES)
         await asyncio.to_thread(_write_atomically, out, chunk.body)

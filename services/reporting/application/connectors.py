@@ -31,7 +31,7 @@ from typing import Final, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.reporting.application.ledger import page_after
+from services.reporting.application.ledger import cursor_position, page_after
 from services.reporting.domain.ledger_exports import render_beancount
 from services.reporting.domain.postings import JournalEntry
 from services.reporting.projections.journal_store import LedgerTables, StoredEntry
@@ -265,17 +265,7 @@ async def _begin(
     sessions: async_sessionmaker[AsyncSession], t: LedgerTables, tenant_id: str, target: str
 ) -> tuple[int, int]:
     async with sessions() as session, session.begin():
-        await session.execute(
-            text(
-                f"""INSERT INTO {t.cursors} (tenant_id, target) VALUES (:t, :target)
-                    ON CONFLICT DO NOTHING"""
-            ),
-            {"t": tenant_id, "target": target},
-        )
-        position = await session.scalar(
-            text(f"SELECT position FROM {t.cursors} WHERE tenant_id = :t AND target = :target"),
-            {"t": tenant_id, "target": target},
-        )
+        position = await cursor_position(session, t, tenant_id, target)
         sync_id = await session.scalar(
             text(
                 f"""INSERT INTO {t.sync_log} (tenant_id, target, from_position, status)
@@ -283,7 +273,7 @@ async def _begin(
             ),
             {"t": tenant_id, "target": target, "p": position},
         )
-    return int(position), int(sync_id)
+    return position, int(sync_id)
 
 
 async def _advance(

@@ -316,6 +316,24 @@ async def _open_items(
 # ------------------------------------------------------------------------------ sync log
 
 
+async def cursor_position(
+    session: AsyncSession, t: LedgerTables, tenant_id: str, target: str
+) -> int:
+    """Where the export or sync to ``target`` stands (a new target starts at 0)."""
+    await session.execute(
+        text(
+            f"""INSERT INTO {t.cursors} (tenant_id, target) VALUES (:t, :target)
+                ON CONFLICT DO NOTHING"""
+        ),
+        {"t": tenant_id, "target": target},
+    )
+    position = await session.scalar(
+        text(f"SELECT position FROM {t.cursors} WHERE tenant_id = :t AND target = :target"),
+        {"t": tenant_id, "target": target},
+    )
+    return int(position)
+
+
 async def sync_runs(
     session: AsyncSession, t: LedgerTables, tenant_id: str, target: str | None, limit: int
 ) -> list[dict[str, Any]]:
