@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,6 +103,15 @@ class ServiceProcess:
             return "; ".join(response.json().get("problems", [])) or str(response.status_code)
         except ValueError:
             return str(response.status_code)
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts connections there (another instance would answer for ours)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def wait_ready(processes: Iterable[ServiceProcess], timeout: float) -> dict[str, str]:

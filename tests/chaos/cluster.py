@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.processes import ServiceProcess, wait_ready
+from services.processes import ServiceProcess, listening, wait_ready
 from services.registry import settings_of
 
 # Credit first: the invoice service asks it for a credit check before issuing.
@@ -62,7 +61,7 @@ class Cluster:
         for process in chosen:
             if not process.alive:
                 port = settings_of(process.name).http_port
-                assert not _listening(port), (
+                assert not listening(port), (
                     f"port {port} ({process.name}) is already in use: stop the services running "
                     "there (e.g. `ar services run`) before the chaos tests"
                 )
@@ -119,14 +118,6 @@ class Cluster:
         by_service = {n: sum(k.service == n for k in self.kills) for n in SERVICES}
         slowest = f"{max(ready):.1f}" if ready else "-"
         return f"{len(self.kills)} kills {by_service}, slowest restart to ready {slowest}s"
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from services.processes import ServiceProcess, sandbox_gateway, wait_ready
+from services.processes import ServiceProcess, listening, sandbox_gateway, wait_ready
 from services.registry import settings_of
 from tests.portal_stack import back_office, ok, onboard
 
@@ -41,14 +40,6 @@ GATEWAY = "http://127.0.0.1:8107"
 TODAY = datetime.now(UTC).date()
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def tenant() -> str:
     return f"tb{uuid.uuid4().hex[:8]}"
@@ -59,7 +50,7 @@ def stack(tenant: str) -> Iterator[dict[str, str]]:
     """The six services and the sandbox gateway as processes; the gateway's webhooks are
     accepted for this test's tenant."""
     ports = [settings_of(n).http_port for n in SERVICES] + [8107]
-    busy = [p for p in ports if _listening(p)]
+    busy = [p for p in ports if listening(p)]
     assert not busy, f"ports {busy} in use: stop `ar services run` before this test"
     env = {
         "LEDGERLINE_PAYMENTS_WEBHOOK_SECRETS": json.dumps({tenant: [SECRET]}),
@@ -76,7 +67,7 @@ def stack(tenant: str) -> Iterator[dict[str, str]]:
         problems = wait_ready(processes, 120)
         assert not problems, f"not ready: {problems}; logs in {logs}"
         for _ in range(100):
-            if _listening(8107):
+            if listening(8107):
                 break
             time.sleep(0.2)
         yield {n: p.url for n, p in zip(SERVICES, processes, strict=True)}
