@@ -25,10 +25,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from opentelemetry import trace
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import checked_schema
+from shared.db import checked_schema, database_unavailable
 from shared.errors import ConcurrencyConflict
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import AppendContext
@@ -89,12 +88,6 @@ class ConsumerStats:
     conflicts: int = 0  # batches or records re-run in a new transaction
     last_error: str | None = None
     lag_by_partition: dict[str, int] = field(default_factory=dict)
-
-
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class _InfrastructureFailure(Exception):
@@ -274,7 +267,7 @@ class ConsumerRuntime:
         except (_InfrastructureFailure, _StaleTransaction):
             raise
         except Exception as exc:
-            if _is_infrastructure_error(exc):
+            if database_unavailable(exc):
                 raise _InfrastructureFailure(str(exc)) from exc
             raise
 
@@ -339,7 +332,7 @@ class ConsumerRuntime:
                 applied.append(envelope.recorded_at)
                 return
             except Exception as exc:
-                if _is_infrastructure_error(exc):
+                if database_unavailable(exc):
                     raise _InfrastructureFailure(str(exc)) from exc
                 if isinstance(exc, ConcurrencyConflict) and not last_attempt:
                     raise _StaleTransaction(str(exc)) from exc

@@ -9,8 +9,12 @@ import uuid
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.tests.notes_app import bearer
+from shared.settings import ServiceSettings
+from shared.tests.notes_app import bearer, notes_router
+from shared.web.app import create_service_app
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +126,44 @@ async def test_a_crashed_background_worker_makes_the_service_not_ready(
     assert ready.status_code == 503
     assert ready.json()["problems"] == ["background tasks stopped: consumer test-group"]
     runtime.tasks.clear()
+
+
+async def test_a_lost_database_connection_answers_503_and_the_next_request_is_served(
+    client: httpx.AsyncClient, admin_engine: AsyncEngine, scratch_schema: str
+) -> None:
+    """No ping on checkout: the request that finds its pooled connection dead answers 503 with
+    Retry-After (not 500), and the pool is renewed by itself for the next one."""
+    created = await client.post(
+        "/v1/notes", json={"text": "before", "customer_id": "c1"}, headers=bearer()
+    )
+    assert created.status_code == 201, created.text
+    path = f"/v1/notes/{created.json()['id']}"
+    async with admin_engine.begin() as conn:
+        killed = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name"
+            ),
+            {"name": f"ledgerline-{scratch_schema}"},
+        )
+    assert killed >= 1  # the service's pooled connection, as a Postgres restart would
+    refused = await client.get(path, headers=bearer())
+    assert_error(refused, 503, "service_unavailable")
+    assert refused.headers["retry-after"] == "1"
+    served = await client.get(path, headers=bearer())
+    assert served.status_code == 200 and served.json()["text"] == "before"
+
+
+async def test_an_unreachable_database_answers_503() -> None:
+    settings = ServiceSettings(
+        service_name="unreachable",
+        database_url="postgresql+asyncpg://nobody:nothing@127.0.0.1:1/none",
+        run_relay=False,
+        run_consumers=False,
+    )
+    app = create_service_app(settings, title="test", routers=[notes_router()])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+            r = await c.get(f"/v1/notes/{uuid.uuid4()}", headers=bearer())
+    assert_error(r, 503, "service_unavailable")

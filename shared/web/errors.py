@@ -9,8 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db import database_unavailable
 from shared.errors import LedgerlineError
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,16 @@ _HTTP_CODES = {
 }
 
 
+# How long a client should wait before retrying a request the database could not serve.
+RETRY_AFTER_SECONDS = 1
+
+
 def error_response(status: int, code: str, message: str, details: object = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="ledgerline"'} if status == 401 else None
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="ledgerline"'}
+    elif status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(
         status_code=status,
         content={"error": {"code": code, "message": message, "details": details or {}}},
@@ -98,3 +109,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "an unexpected error occurred")
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        """A lost or refused database connection (Postgres restarting, the pool exhausted) is
+        the service being unavailable for a moment: 503 and Retry-After, so callers retry (a
+        write with its Idempotency-Key: a connection lost during COMMIT leaves the outcome
+        unknown). Any other database error is a bug: 500."""
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        # The type only: a database error's text carries the statement and its parameters.
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return error_response(
+            503, "service_unavailable", "the database is unavailable; retry shortly"
+        )
+
+    for kind in (DBAPIError, PoolTimeout, OSError):
+        app.add_exception_handler(kind, _database)
