@@ -53,6 +53,9 @@ class KafkaSettings(BaseModel):
 class TelemetrySettings(BaseModel):
     exporter: str = "none"  # none | console | otlp
     otlp_endpoint: str | None = None
+    # Share of new traces recorded while spans are exported (none are recorded without an
+    # exporter); a sampled caller's traceparent is always followed.
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
     log_level: str = "INFO"
 
 
