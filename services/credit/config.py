@@ -17,5 +17,6 @@ class CreditSettings(ServiceSettings):
     reservation_ttl_seconds: int = 900
     # A limit raised above this (minor units of the account currency) needs a second approver.
     limit_approval_threshold_minor: int | None = 5_000_000
-    # How often automatic hold rules are re-evaluated (invoices become overdue by the calendar).
+    # How often the hold sweeper looks for accounts not yet reviewed today (invoices become
+    # overdue by the calendar); each account is swept at most once a day unless it changed.
     hold_sweep_interval_seconds: float = 300.0

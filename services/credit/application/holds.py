@@ -5,7 +5,11 @@ Rules:
 - `escalated`: dunning escalated the account to collections; it clears once nothing is overdue
   any more (the debt was collected or settled).
 Evaluated whenever the customer's invoices change (the invoice consumer) and by a periodic
-sweeper, because an invoice becomes overdue by the calendar, not by an event.
+sweeper, because an invoice becomes overdue by the calendar, not by an event. The calendar moves
+once a day, so the sweeper reviews each account at most once a day (`accounts.swept_on`,
+persisted, so a restart does not sweep everyone again), and again only if what the rules read
+from the account changed since (a policy or limit update, a hold placed or released by hand:
+their routes do not re-evaluate the rules).
 """
 
 from __future__ import annotations
@@ -110,34 +114,68 @@ async def hold_for_escalation(
     await accounts.save_account(session, state, version, events, ctx, customer_id)
 
 
-async def sweep(sessions: async_sessionmaker[AsyncSession], today: date) -> int:
-    """Evaluate every customer that has an overdue open invoice or an automatic hold."""
-    async with sessions() as session:
-        rows = (
-            await session.execute(
-                text(
-                    f"""SELECT DISTINCT tenant_id, customer_id FROM {SCHEMA}.invoice_exposure
-                        WHERE NOT closed AND open_minor > 0 AND due_date < :today
-                        UNION
-                        SELECT tenant_id, customer_id FROM {SCHEMA}.accounts WHERE on_hold"""
-                ),
-                {"today": today},
-            )
-        ).all()
-    for row in rows:
-        ctx = AppendContext(tenant_id=row.tenant_id, actor=SYSTEM, customer_id=row.customer_id)
+# What the rules and the score read from the account row. A sweep stamps it; an account whose
+# fingerprint moved since (its routes do not re-evaluate the rules) is due again the same day.
+_RULE_INPUTS = (
+    "md5(jsonb_build_array(currency, limit_minor,"
+    " document #> '{policy,max_days_overdue}', document -> 'holds')::text)"
+)
 
-        async def once(customer: str = row.customer_id, c: AppendContext = ctx) -> None:
+
+async def _due(sessions: async_sessionmaker[AsyncSession], today: date) -> list[tuple[str, str]]:
+    """Accounts overdue or on hold that today's sweep has not reviewed yet (a customer without an
+    account has nothing to review)."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                f"""SELECT a.tenant_id, a.customer_id FROM {SCHEMA}.accounts a
+                    WHERE (a.swept_on IS NULL OR a.swept_on < :today
+                           OR a.swept_inputs IS DISTINCT FROM {_RULE_INPUTS})
+                      AND (a.on_hold OR EXISTS (
+                          SELECT 1 FROM {SCHEMA}.invoice_exposure e
+                          WHERE e.tenant_id = a.tenant_id AND e.customer_id = a.customer_id
+                            AND NOT e.closed AND e.open_minor > 0 AND e.due_date < :today))"""
+            ),
+            {"today": today},
+        )
+        return [(r.tenant_id, r.customer_id) for r in rows]
+
+
+async def _mark_swept(session: AsyncSession, tenant: str, customer_id: str, today: date) -> None:
+    await session.execute(
+        text(
+            f"""UPDATE {SCHEMA}.accounts SET swept_on = :today, swept_inputs = {_RULE_INPUTS}
+                WHERE tenant_id = :t AND customer_id = :c"""
+        ),
+        {"today": today, "t": tenant, "c": customer_id},
+    )
+
+
+async def sweep(sessions: async_sessionmaker[AsyncSession], today: date) -> int:
+    """Review every customer overdue or on hold not yet swept `today` (or whose policy, limit or
+    holds changed since); returns how many.
+
+    Lateness changes only when the date does, and invoice events are reviewed by the consumer, so
+    once a day per account is enough; the mark is set in the review's own transaction.
+    """
+    due = await _due(sessions, today)
+    for tenant, customer in due:
+        ctx = AppendContext(tenant_id=tenant, actor=SYSTEM, customer_id=customer)
+
+        async def once(customer: str = customer, c: AppendContext = ctx) -> None:
             async with sessions() as session, session.begin():
                 await review(session, c, customer, today)  # lateness grows by the day
+                await _mark_swept(session, c.tenant_id, customer, today)
 
         await retry_on_conflict(once)
-    return len(rows)
+    return len(due)
 
 
 class HoldSweeper:
-    """The periodic evaluation, as a service worker (safe with several instances: rule holds are
-    idempotent and every append is version-checked)."""
+    """The periodic sweep, as a service worker. It runs every `interval_seconds` so a new day is
+    picked up soon after midnight (UTC), but each run reviews only accounts not yet swept that day,
+    which keeps a restart or a short interval cheap. Safe with several instances: rule holds are
+    idempotent and every append is version-checked."""
 
     name = "credit hold sweeper"
 

@@ -6,9 +6,10 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.credit.adapters import exposure
+from services.credit.adapters import SCHEMA, exposure
 from services.credit.application import accounts, holds
 from services.credit.domain import account as domain
 from shared.eventstore.store import AppendContext
@@ -100,3 +101,87 @@ async def test_manual_holds_are_left_alone_by_the_rules(
     assert [h.kind for h in (await account(credit_sessions, tenant, "c3")).holds.values()] == [
         "manual"
     ]
+
+
+@pytest.fixture
+def own_sweeps(monkeypatch: pytest.MonkeyPatch, tenant: str) -> None:
+    """Scope the sweep's real selection to this test's tenant: the database is shared, and a
+    sweep on another day would re-evaluate every other tenant's accounts as of that day."""
+    due = holds._due
+
+    async def own(sessions: async_sessionmaker[AsyncSession], today: date) -> list[tuple[str, str]]:
+        return [(t, c) for t, c in await due(sessions, today) if t == tenant]
+
+    monkeypatch.setattr(holds, "_due", own)
+
+
+async def swept_on(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, customer: str
+) -> date | None:
+    async with sessions() as s:
+        found: date | None = await s.scalar(
+            text(
+                f"SELECT swept_on FROM {SCHEMA}.accounts WHERE tenant_id = :t AND customer_id = :c"
+            ),
+            {"t": tenant, "c": customer},
+        )
+    return found
+
+
+async def set_max_days_overdue(
+    sessions: async_sessionmaker[AsyncSession], ctx: AppendContext, customer: str, days: int
+) -> None:
+    """As the policy route does: the policy events alone, no hold evaluation."""
+    async with sessions() as s, s.begin():
+        state, version = await accounts.load_account(s, ctx.tenant_id, customer)
+        events = domain.update_policy(state, max_days_overdue=days)
+        await accounts.save_account(s, state, version, events, ctx, customer)
+
+
+async def issue_overdue(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, customer: str, days: int
+) -> None:
+    async with sessions() as s, s.begin():
+        await exposure.record_issued(
+            s, tenant, uuid.uuid4(), customer, Money.of_minor(5_000, "EUR"), TODAY - timedelta(days)
+        )
+
+
+@pytest.mark.usefixtures("own_sweeps")
+async def test_the_sweep_reviews_a_customer_once_a_day(
+    credit_sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    ctx = AppendContext(tenant_id=tenant, actor="user:analyst")
+    await open_account(credit_sessions, ctx, "c4")
+    await issue_overdue(credit_sessions, tenant, "c4", 60)  # the policy allows 60 days
+    await issue_overdue(credit_sessions, tenant, "no-account", 90)  # nothing to review
+
+    assert await holds.sweep(credit_sessions, TODAY) == 1
+    assert await swept_on(credit_sessions, tenant, "c4") == TODAY
+    assert await holds.sweep(credit_sessions, TODAY) == 0  # e.g. a restart later that day
+    assert not (await account(credit_sessions, tenant, "c4")).on_hold
+
+    tomorrow = TODAY + timedelta(days=1)
+    assert await holds.sweep(credit_sessions, tomorrow) == 1  # now 61 days late
+    [hold] = (await account(credit_sessions, tenant, "c4")).holds.values()
+    assert (hold.rule, "61 days overdue" in hold.reason) == ("overdue", True)
+    assert await swept_on(credit_sessions, tenant, "c4") == tomorrow
+
+
+@pytest.mark.usefixtures("own_sweeps")
+async def test_a_policy_change_is_swept_again_the_same_day(
+    credit_sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    ctx = AppendContext(tenant_id=tenant, actor="user:analyst")
+    await open_account(credit_sessions, ctx, "c5")
+    await set_max_days_overdue(credit_sessions, ctx, "c5", 90)
+    await issue_overdue(credit_sessions, tenant, "c5", 61)
+    assert await holds.sweep(credit_sessions, TODAY) == 1
+    assert not (await account(credit_sessions, tenant, "c5")).on_hold
+
+    await set_max_days_overdue(credit_sessions, ctx, "c5", 30)  # its route evaluates no holds
+    assert await holds.sweep(credit_sessions, TODAY) == 1
+    assert [h.rule for h in (await account(credit_sessions, tenant, "c5")).holds.values()] == [
+        "overdue"
+    ]
+    assert await holds.sweep(credit_sessions, TODAY) == 0  # its own hold does not re-queue it
