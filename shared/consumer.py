@@ -27,7 +27,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import checked_schema, database_unavailable
+from shared.db import checked_schema, database_unavailable, savepoint
 from shared.errors import ConcurrencyConflict
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import AppendContext
@@ -310,7 +310,7 @@ class ConsumerRuntime:
                         "ledgerline.event_type": envelope.event_type,
                     },
                 ) as span:
-                    async with session.begin_nested():
+                    async with savepoint(session):
                         claimed = (
                             await session.execute(
                                 self._claim_sql,

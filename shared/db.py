@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -48,6 +51,29 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+_SAVEPOINT = text("SAVEPOINT ledgerline_unit")
+_ROLLBACK_TO_SAVEPOINT = text("ROLLBACK TO SAVEPOINT ledgerline_unit")
+_RELEASE_SAVEPOINT = text("RELEASE SAVEPOINT ledgerline_unit")
+
+
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """`session.begin_nested()` under one fixed name: an error inside undoes only the block's
+    writes. SQLAlchemy names savepoints sa_savepoint_1, _2, ... per transaction and the asyncpg
+    dialect prepares every statement, so a consumer batch of 500 events made 1,500 distinct
+    statements: they flushed the connection's 100-entry prepared-statement cache and every
+    statement was parsed again (a seventh of a consumer's CPU). Nests (Postgres uses the latest
+    savepoint of a name)."""
+    await session.execute(_SAVEPOINT)
+    try:
+        yield
+    except Exception:
+        await session.execute(_ROLLBACK_TO_SAVEPOINT)
+        await session.execute(_RELEASE_SAVEPOINT)
+        raise
+    await session.execute(_RELEASE_SAVEPOINT)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

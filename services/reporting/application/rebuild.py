@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.reporting.projections.batch import BatchProjector
 from services.reporting.projections.projector import Projector, rebuild_gate_key
 from services.reporting.projections.tables import PROJECTION_TABLES, Tables
-from shared.db import make_sessionmaker
+from shared.db import make_sessionmaker, savepoint
 from shared.events.envelope import EventEnvelope
 from shared.messaging.kafka import make_reader
 from shared.settings import KafkaSettings
@@ -252,7 +252,7 @@ class Rebuild:
         if self.batched is not None and await self._apply_batched(session, envelopes):
             return
         try:
-            async with session.begin_nested():
+            async with savepoint(session):
                 for _, envelope in envelopes:
                     await self.projector.apply(session, envelope)
             self.result.applied += len(envelopes)
@@ -261,7 +261,7 @@ class Rebuild:
             log.info("rebuild: a batch failed; applying it event by event")
         for record, envelope in envelopes:
             try:
-                async with session.begin_nested():
+                async with savepoint(session):
                     await self.projector.apply(session, envelope)
                 self.result.applied += 1
             except Exception as exc:
@@ -282,7 +282,7 @@ class Rebuild:
             except Exception as exc:
                 failed.append((record, envelope, exc))
         try:
-            async with session.begin_nested():
+            async with savepoint(session):
                 for envelope, event in decoded:
                     if event is not None:
                         self.batched.apply(envelope, event)
