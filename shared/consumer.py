@@ -118,6 +118,7 @@ class ConsumerRuntime:
         max_retries: int = 3,
         retry_backoff: float = 0.2,
         fetch_timeout_ms: int = 500,
+        transaction_budget: float = 0.1,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -129,6 +130,7 @@ class ConsumerRuntime:
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.fetch_timeout_ms = fetch_timeout_ms
+        self.transaction_budget = transaction_budget
         self.stats = ConsumerStats()
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -224,20 +226,30 @@ class ConsumerRuntime:
     # ---- one batch ---------------------------------------------------------------------------
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply a batch in one transaction, then commit offsets. Public for tests.
+        """Apply a batch, then commit its offsets. Public for tests.
+
+        A transaction commits once it has run `transaction_budget` seconds and the rest of the
+        batch goes on in a new one: a consumer that has fallen behind fetches full batches, and
+        one transaction over all of them stayed open for seconds, while every relay in the
+        cluster publishes only events older than the oldest open transaction (EventStore.read_all):
+        one busy consumer delayed every service's events by as much (2 s at p99).
 
         When a handler meets a concurrency conflict, retrying inside the same transaction cannot
         help (its transaction id stays older than the competing writer's, and it holds the rows
-        the competitor waits for), so the batch is rolled back and its records are applied one
-        transaction each, every attempt in a fresh transaction."""
+        the competitor waits for), so the transaction is rolled back, its first record is applied
+        in transactions of its own, each attempt fresh, and the rest go on batched."""
         applied: list[datetime] = []  # when each applied event was recorded at its source
-        try:
-            await self._apply(records, applied, last_attempt=False)
-        except _StaleTransaction:
-            self.stats.conflicts += 1
-            applied = []
-            for record in records:
-                await self._apply_alone(record, applied)
+        pending = records
+        while pending:
+            try:
+                done = await self._apply(
+                    pending, applied, last_attempt=False, budget=self.transaction_budget
+                )
+            except _StaleTransaction:
+                self.stats.conflicts += 1
+                await self._apply_alone(pending[0], applied)
+                done = 1
+            pending = pending[done:]
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
@@ -259,17 +271,29 @@ class ConsumerRuntime:
         records: list[ConsumerRecord[bytes, bytes]],
         applied: list[datetime],
         last_attempt: bool,
-    ) -> None:
+        budget: float | None = None,
+    ) -> int:
+        """Apply `records` from the first in one transaction, until all are done or the
+        transaction has run `budget` seconds; returns how many it applied."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        done = 0
+        committed: list[datetime] = []
         try:
             async with self.sessions() as session, session.begin():
                 for record in records:
-                    await self._process_one(session, record, applied, last_attempt)
+                    await self._process_one(session, record, committed, last_attempt)
+                    done += 1
+                    if budget is not None and loop.time() - started >= budget:
+                        break
         except (_InfrastructureFailure, _StaleTransaction):
             raise
         except Exception as exc:
             if database_unavailable(exc):
                 raise _InfrastructureFailure(str(exc)) from exc
             raise
+        applied.extend(committed)
+        return done
 
     async def _apply_alone(
         self, record: ConsumerRecord[bytes, bytes], applied: list[datetime]

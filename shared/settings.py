@@ -48,6 +48,9 @@ class KafkaSettings(BaseModel):
     consumer_max_batch: int = 500
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2
+    # A consumer commits at least this often within a batch: relays wait for the oldest open
+    # transaction in the cluster, so a long one delays every service's events.
+    consumer_transaction_budget_seconds: float = 0.1
 
 
 class TelemetrySettings(BaseModel):

@@ -449,3 +449,40 @@ async def test_rebalance_between_two_members_loses_nothing_and_doubles_nothing(
 
 async def _ge(count: Awaitable[int], n: int) -> bool:
     return await count >= n
+
+
+class SlowRecorder(Recorder):
+    """Takes 30 ms per event and notes the transaction each effect was written in."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.transactions: list[int] = []
+
+    async def __call__(self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext) -> None:
+        await asyncio.sleep(0.03)
+        self.transactions.append(int(await session.scalar(text("SELECT pg_current_xact_id()"))))
+        await super().__call__(session, e, ctx)
+
+
+async def test_a_long_batch_commits_every_transaction_budget_and_applies_each_event_once(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """A consumer that has fallen behind must not hold one transaction open over its whole
+    batch: relays publish only events older than the oldest open transaction in the cluster."""
+    labels = [f"e{n:02d}" for n in range(12)]
+    await publish(producer, fresh_topic, *(make_envelope(label) for label in labels))
+    handler = SlowRecorder(effects_table)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    rt.transaction_budget = 0.1  # about three events per transaction
+    await run_until(rt, lambda: rt.stats.processed >= len(labels))
+
+    assert await effect_labels(sessions, effects_table) == labels
+    per_transaction = Counter(handler.transactions).values()
+    assert len(per_transaction) >= 3 and max(per_transaction) <= 5, per_transaction
+    assert rt.stats.batches < len(per_transaction)  # several transactions within one batch

@@ -104,6 +104,7 @@ class ServiceRuntime:
                     max_batch=s.kafka.consumer_max_batch,
                     max_retries=s.kafka.consumer_max_retries,
                     retry_backoff=s.kafka.consumer_retry_backoff_seconds,
+                    transaction_budget=s.kafka.consumer_transaction_budget_seconds,
                 )
                 # Start, then subscribe: aiokafka's start() on a subscribed consumer waits for the
                 # group's first assignment, which after a crash waits out the dead member's
