@@ -7,6 +7,7 @@ import statistics
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +38,62 @@ async def scratch_schema(
         else:
             async with engine.begin() as conn:
                 await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def _cpu_seconds_of(pid: int) -> float:
+    """User + system CPU of a process so far (utime and stime are fields 14 and 15 of
+    /proc/<pid>/stat, in clock ticks; the name in field 2 may hold spaces, hence the split)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _role(pid: int) -> str | None:
+    """What the benchmarks account CPU to: a service, Postgres, Kafka, or nothing of ours."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    words = [a.decode(errors="replace") for a in argv if a]
+    joined = " ".join(words)
+    if "kafka.Kafka" in joined:
+        return "kafka"
+    if words and Path(words[0]).name.startswith("postgres"):
+        return "postgres"
+    for word in words:
+        if word.startswith("services.") and word.endswith(":create_app"):
+            return word.split(".")[1]
+    return None
+
+
+def cpu_by_role(own: str = "load generator") -> dict[str, float]:
+    """CPU seconds used so far by each service process, Postgres and Kafka on this machine, and
+    by this process; two readings subtracted give where a phase's CPU went."""
+    totals: dict[str, float] = {own: _cpu_seconds_of(os.getpid())}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        role = _role(int(entry.name))
+        if role is not None:
+            try:
+                totals[role] = totals.get(role, 0.0) + _cpu_seconds_of(int(entry.name))
+            except OSError:
+                continue  # ended meanwhile
+    return totals
+
+
+def cpu_table(before: dict[str, float], after: dict[str, float], seconds: float, units: int) -> str:
+    """Per role: share of one core over the phase and CPU milliseconds per unit of work."""
+    lines = []
+    spent = {k: after[k] - before.get(k, 0.0) for k in after}
+    for role, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
+        lines.append(
+            f"    {role:<16} {cpu / seconds:>5.0%} of a core, {cpu * 1000 / max(units, 1):6.1f} ms/unit"
+        )
+    total = sum(spent.values())
+    lines.append(
+        f"    {'all':<16} {total / seconds:>5.0%} of a core, {total * 1000 / max(units, 1):6.1f} ms/unit"
+    )
+    return "\n".join(lines)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -13,8 +13,9 @@ with `--start`, or already running):
    report reads) is read from the database afterwards.
 Each tenant has its own gapless number series, whose counter row every issue of that tenant
 locks until its commit: `--tenants` spreads the clients over several. The load generator runs
-in this one process; its own CPU use is printed, since it shares the
-two cores with the services, Postgres and Kafka.
+in this one process and shares the two cores with the services, Postgres and Kafka: each peak
+phase prints the CPU every process used per issued invoice (from /proc). Refused calls (e.g.
+503 when the credit check times out under overload) are counted, not fatal.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,7 +33,7 @@ from datetime import date
 import httpx
 from sqlalchemy import text
 
-from bench.common import ADMIN_DSN, latency_line, percentile
+from bench.common import ADMIN_DSN, cpu_by_role, cpu_table, latency_line, percentile
 from services.processes import ServiceProcess, wait_ready
 from services.registry import settings_of
 from shared.auth import mint_token
@@ -65,11 +66,40 @@ class Client:
         return str(response.json()["invoice_id"])
 
     async def issue(self, invoice_id: str) -> None:
+        """Raises Refused for any answer but 200: the phases count refusals and go on."""
         response = await self.invoice.post(
             f"/v1/invoices/{invoice_id}/issue", json={"issue_date": date.today().isoformat()}
         )
         if response.status_code != 200:
-            raise RuntimeError(f"issue answered {response.status_code}: {response.text[:300]}")
+            code = response.json().get("error", {}).get("code", "?")
+            raise Refused(f"{response.status_code} {code}")
+
+
+class Refused(Exception):
+    """An issue call answered other than 200 (e.g. 503 when the credit check timed out)."""
+
+
+@dataclass
+class Outcomes:
+    """Latencies of the issue calls that succeeded, and the refusals by status and code."""
+
+    latencies: list[float] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    async def time(self, call: Awaitable[object]) -> None:
+        started = time.perf_counter()
+        try:
+            await call
+        except Refused as exc:
+            self.refused[str(exc)] += 1
+            return
+        self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def report(self, label: str) -> str:
+        line = latency_line(label, self.latencies) if self.latencies else f"{label}: none served"
+        if self.refused:
+            line += "; refused: " + ", ".join(f"{n} x {k}" for k, n in self.refused.items())
+        return line
 
 
 async def connect(tenant: str, customers: int, concurrency: int) -> Client:
@@ -107,19 +137,19 @@ async def connect(tenant: str, customers: int, concurrency: int) -> Client:
 
 
 async def closed_loop(
-    concurrency: int, seconds: float, step: Callable[[int], Awaitable[float]]
-) -> tuple[int, float, list[float]]:
-    """`concurrency` workers (numbered) repeat `step` (its latency in ms) for `seconds`."""
-    latencies: list[float] = []
+    concurrency: int, seconds: float, step: Callable[[int, Outcomes], Awaitable[None]]
+) -> tuple[float, Outcomes]:
+    """`concurrency` workers (numbered) repeat `step` for `seconds`; returns the time taken."""
+    outcomes = Outcomes()
     deadline = time.perf_counter() + seconds
 
     async def worker(k: int) -> None:
         while time.perf_counter() < deadline:
-            latencies.append(await step(k))
+            await step(k, outcomes)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return len(latencies), time.perf_counter() - started, latencies
+    return time.perf_counter() - started, outcomes
 
 
 Draft = tuple[Client, str]
@@ -137,26 +167,50 @@ async def drafts(clients: list[Client], count: int, concurrency: int) -> list[Dr
     return made
 
 
-async def timed(call: Awaitable[object]) -> float:
-    started = time.perf_counter()
-    await call
-    return (time.perf_counter() - started) * 1000
-
-
-async def open_loop(pool: list[Draft], rate: float) -> list[float]:
+async def open_loop(pool: list[Draft], rate: float) -> Outcomes:
     """Issue the drafts at `rate` per second on a fixed schedule; latency from the scheduled
     time."""
-    latencies: list[float] = []
+    outcomes = Outcomes()
     start = time.perf_counter() + 0.2
 
     async def one(n: int, client: Client, invoice_id: str) -> None:
         scheduled = start + n / rate
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        await client.issue(invoice_id)
-        latencies.append((time.perf_counter() - scheduled) * 1000)
+        try:
+            await client.issue(invoice_id)
+        except Refused as exc:
+            outcomes.refused[str(exc)] += 1
+            return
+        outcomes.latencies.append((time.perf_counter() - scheduled) * 1000)
 
     await asyncio.gather(*(one(n, c, i) for n, (c, i) in enumerate(pool)))
-    return latencies
+    return outcomes
+
+
+async def caught_up(tenants: list[str], give_up_after: float) -> float:
+    """Seconds until the reporting projection has applied every event of the invoice service
+    for `tenants` (its consumer group's inbox holds them all)."""
+    engine = make_engine(ADMIN_DSN, pool_size=1, application_name="bench-lag")
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < give_up_after:
+            async with engine.connect() as conn:
+                behind = await conn.scalar(
+                    text(
+                        """SELECT count(*) FROM invoice.events e
+                           WHERE e.tenant_id = ANY(:ts) AND NOT EXISTS (
+                               SELECT 1 FROM reporting.inbox i
+                               WHERE i.event_id = e.event_id
+                                 AND i.consumer_group = 'reporting.projections')"""
+                    ),
+                    {"ts": tenants},
+                )
+            if not behind:
+                break
+            await asyncio.sleep(0.5)
+        return time.perf_counter() - started
+    finally:
+        await engine.dispose()
 
 
 async def projection_lag(tenants: list[str], since: float) -> list[float]:
@@ -181,11 +235,6 @@ async def projection_lag(tenants: list[str], since: float) -> list[float]:
         await engine.dispose()
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def main(args: argparse.Namespace) -> None:
     processes = [ServiceProcess(name) for name in ("invoice", "credit", "payments", "reporting")]
     if args.start:
@@ -203,38 +252,46 @@ async def main(args: argparse.Namespace) -> None:
             f"pid {os.getpid()}"
         )
 
-        async def draft_and_issue(k: int) -> float:
+        async def draft_and_issue(k: int, outcomes: Outcomes) -> None:
             client = clients[k % len(clients)]
-            return await timed(client.issue(await client.draft()))
+            await outcomes.time(client.issue(await client.draft()))
 
-        n, seconds, issue_ms = await closed_loop(args.concurrency, args.seconds, draft_and_issue)
+        cpu = cpu_by_role()
+        seconds, outcomes = await closed_loop(args.concurrency, args.seconds, draft_and_issue)
+        n = len(outcomes.latencies)
         print(f"peak, draft + issue: {n / seconds:,.0f} invoices/s ({n} in {seconds:.1f} s)")
-        print("  " + latency_line("issue call", issue_ms))
+        print("  " + outcomes.report("issue call"))
+        print("  CPU per issued invoice (draft + issue), by process:")
+        print(cpu_table(cpu, cpu_by_role(), seconds, n))
 
         pool = await drafts(clients, args.drafts, args.concurrency)
         queue = iter(pool)
-        issue_ms = []
+        outcomes = Outcomes()
 
         async def drain() -> None:
             for client, invoice_id in queue:
-                issue_ms.append(await timed(client.issue(invoice_id)))
+                await outcomes.time(client.issue(invoice_id))
 
-        cpu = cpu_seconds()
+        cpu = cpu_by_role()
         started = time.perf_counter()
         await asyncio.gather(*(drain() for _ in range(args.concurrency)))
         seconds = time.perf_counter() - started
-        peak = len(pool) / seconds
-        print(f"peak, issue only: {peak:,.0f} invoices/s ({len(pool)} in {seconds:.1f} s)")
-        print("  " + latency_line("issue call", issue_ms))
-        print(f"  load generator CPU: {(cpu_seconds() - cpu) / seconds:.0%} of one core")
+        n = len(outcomes.latencies)
+        peak = n / seconds
+        print(f"peak, issue only: {peak:,.0f} invoices/s ({n} of {len(pool)} in {seconds:.1f} s)")
+        print("  " + outcomes.report("issue call"))
+        print("  CPU per issued invoice (issue call only), by process:")
+        print(cpu_table(cpu, cpu_by_role(), seconds, n))
 
         rate = peak / 2
         pool = await drafts(clients, int(rate * args.seconds), args.concurrency)
+        # The drafts' events reach every consumer in a burst; the half-rate phase measures the
+        # steady state, so it starts once the projection has caught up with them.
+        settled = await caught_up(tenants, give_up_after=180)
+        print(f"  projection caught up with the drafts in {settled:.1f} s")
         since = time.time()
-        half_ms = await open_loop(pool, rate)
-        print(
-            f"half rate ({rate:,.0f}/s for {args.seconds:.0f} s): " + latency_line("issue", half_ms)
-        )
+        half = await open_loop(pool, rate)
+        print(f"half rate ({rate:,.0f}/s for {args.seconds:.0f} s): " + half.report("issue"))
         await asyncio.sleep(3)  # let the last events reach the projection
         lag = await projection_lag(tenants, since)
         print(
