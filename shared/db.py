@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from asyncpg import exceptions as pg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -45,12 +46,27 @@ def make_engine(
     )
 
 
+# What asyncpg raises when the server is going away or not there yet (class 08 connection
+# exceptions, class 57 operator intervention: shutting down, starting up, too many clients).
+# While connecting, SQLAlchemy passes them on untranslated.
+ASYNCPG_UNAVAILABLE: tuple[type[Exception], ...] = (
+    pg.PostgresConnectionError,
+    pg.OperatorInterventionError,
+    pg.TooManyConnectionsError,
+)
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database could not be reached or the connection was lost (a restart, a network cut,
     the pool exhausted): the work was not done and may be tried again; not a bug."""
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if isinstance(exc, ASYNCPG_UNAVAILABLE):
+        return True
+    if isinstance(exc, DBAPIError):
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return bool(exc.connection_invalidated) or isinstance(cause, ASYNCPG_UNAVAILABLE)
+    return False
 
 
 _SAVEPOINT = text("SAVEPOINT ledgerline_unit")
@@ -69,9 +85,16 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     await session.execute(_SAVEPOINT)
     try:
         yield
-    except Exception:
-        await session.execute(_ROLLBACK_TO_SAVEPOINT)
-        await session.execute(_RELEASE_SAVEPOINT)
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # nothing to undo on a lost connection; the caller must see why
+        try:
+            await session.execute(_ROLLBACK_TO_SAVEPOINT)
+            await session.execute(_RELEASE_SAVEPOINT)
+        except Exception as undo_failed:
+            # The undo met the connection gone (it died during the block): report the block's
+            # error, whose kind decides what the caller does, not the undo's PendingRollbackError.
+            raise exc from undo_failed
         raise
     await session.execute(_RELEASE_SAVEPOINT)
 

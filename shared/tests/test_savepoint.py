@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import savepoint
+from shared.db import database_unavailable, savepoint
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +56,22 @@ async def test_many_blocks_in_one_transaction_prepare_a_handful_of_statements(
                 await insert(session, scratch_schema, n)
         after = await session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
     assert after - before <= 4  # SAVEPOINT, RELEASE, the insert, the count itself
+
+
+async def test_a_connection_lost_inside_the_block_is_reported_as_unavailable(
+    sessions: async_sessionmaker[AsyncSession], admin_engine: AsyncEngine, scratch_schema: str
+) -> None:
+    """Found by restarting Postgres under load: the undo of a block whose connection had died
+    raised PendingRollbackError instead, which the consumer took for the handler's fault,
+    dead-lettered and then crashed on."""
+    async with sessions() as session:
+        with pytest.raises(Exception) as raised:
+            async with session.begin():
+                own_pid = await session.scalar(text("SELECT pg_backend_pid()"))
+                async with savepoint(session):
+                    async with admin_engine.begin() as admin:
+                        await admin.execute(
+                            text("SELECT pg_terminate_backend(:pid)"), {"pid": own_pid}
+                        )
+                    await session.execute(text("SELECT 1"))
+    assert database_unavailable(raised.value), repr(raised.value)

@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 import pytest
+from asyncpg import exceptions as pg
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.settings import ServiceSettings
 from shared.tests.notes_app import bearer, notes_router
 from shared.web.app import create_service_app
+from shared.web.errors import install_error_handlers
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +169,31 @@ async def test_an_unreachable_database_answers_503() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
             r = await c.get(f"/v1/notes/{uuid.uuid4()}", headers=bearer())
     assert_error(r, 503, "service_unavailable")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pg.CannotConnectNowError("the database system is shutting down"),  # raw, while connecting
+        pg.AdminShutdownError("terminating connection due to administrator command"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+)
+async def test_the_database_going_away_answers_503_whatever_the_driver_raised(
+    error: Exception,
+) -> None:
+    """Found by the Postgres restart under load: a connection opened while the server shut down
+    raised asyncpg's own error, untranslated by SQLAlchemy, and answered 500."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise error
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://svc"
+    ) as c:
+        answer = await c.get("/boom")
+    assert_error(answer, 503, "service_unavailable")
+    assert answer.headers["retry-after"] == "1"

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db import database_unavailable
+from shared.db import ASYNCPG_UNAVAILABLE, database_unavailable
 from shared.errors import LedgerlineError
 
 log = logging.getLogger(__name__)
@@ -128,5 +128,5 @@ def install_error_handlers(app: FastAPI) -> None:
             503, "service_unavailable", "the database is unavailable; retry shortly"
         )
 
-    for kind in (DBAPIError, PoolTimeout, OSError):
+    for kind in (DBAPIError, PoolTimeout, OSError, *ASYNCPG_UNAVAILABLE):
         app.add_exception_handler(kind, _database)

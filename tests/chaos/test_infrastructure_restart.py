@@ -42,6 +42,8 @@ async def test_postgres_and_kafka_restart_during_the_load(
         await load.finish()
         seconds = time.monotonic() - started
         assert sum(load.done.values()) == 3000, load.done
+        # An outage is 503 + Retry-After (or a refused connection), never a 500 (a bug's answer).
+        assert not [cause for cause in api.retries if cause.endswith("HTTP 500")], api.retries
 
         # Recovered by themselves: the very processes started at the beginning, all ready.
         problems = await asyncio.to_thread(wait_ready, cluster.processes.values(), READY_TIMEOUT)
