@@ -49,6 +49,7 @@ async def test_postgres_and_kafka_restart_during_the_load(
         problems = await asyncio.to_thread(wait_ready, cluster.processes.values(), READY_TIMEOUT)
         assert not problems, problems
         assert all(p.alive and p.starts == 1 for p in cluster.processes.values())
+        await admin_engine.dispose()  # its pooled connections died with Postgres (no pings)
         report = await reconcile(
             admin_engine, kafka_settings, topic_ends, api, book, quiet_timeout=240
         )
