@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from opentelemetry import trace
 from sqlalchemy import text
@@ -31,7 +31,7 @@ from shared.db import checked_schema, database_unavailable, savepoint
 from shared.errors import ConcurrencyConflict
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import AppendContext
-from shared.messaging.kafka import Headers, header
+from shared.messaging.kafka import Headers, Publisher, header
 from shared.metrics import observe_applied
 from shared.topics import dlq_topic
 from shared.tracing import context_from_traceparent, current_traceparent, tracer
@@ -109,7 +109,7 @@ class ConsumerRuntime:
         self,
         *,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         sessions: async_sessionmaker[AsyncSession],
         schema: str,
         group_id: str,

@@ -18,14 +18,13 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import EventStore, Position
-from shared.messaging.kafka import envelope_headers
+from shared.messaging.kafka import Publisher, envelope_headers
 from shared.metrics import EVENTS_PUBLISHED
 from shared.topics import event_topic
 from shared.tracing import context_from_traceparent, current_traceparent, tracer
@@ -53,7 +52,7 @@ class OutboxRelay:
         self,
         engine: AsyncEngine,
         schema: str,
-        producer: AIOKafkaProducer,
+        producer: Publisher,
         router: TopicRouter,
         *,
         name: str = "kafka",

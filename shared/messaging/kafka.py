@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from shared.events.envelope import EventEnvelope
 from shared.settings import KafkaSettings
@@ -55,6 +64,132 @@ def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         max_batch_size=256 * 1024,
         request_timeout_ms=30000,
     )
+
+
+class Publisher(Protocol):
+    """What the relay and the consumers' dead-letter path need of a producer."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
+    ) -> asyncio.Future[Any]: ...
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
+    ) -> Any: ...
+
+
+# The broker no longer accepts this producer id's sequence: after a Kafka restart lost (or
+# truncated) the producer state, every later batch to that partition fails the same way.
+PRODUCER_STATE_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
+
+
+class RenewableProducer:
+    """The service's idempotent producer, replaced by a new one (new producer id) once the
+    broker has rejected its sequence state.
+
+    aiokafka keeps a producer's per-partition sequence numbers forever: after a Kafka restart
+    answered OutOfOrderSequenceNumber, the relay retried with the same producer 169 times over
+    17 minutes (tests/chaos/test_infrastructure_restart.py). A send whose result shows such an
+    error marks the producer broken; the next send renews it first, so the callers' own retries
+    heal it. Messages of the failed batch are resent by those retries (at-least-once; consumers
+    de-duplicate by event_id)."""
+
+    def __init__(self, factory: Callable[[], AIOKafkaProducer], name: str) -> None:
+        self._factory = factory
+        self._producer = factory()
+        self._name = name
+        self._broken: BaseException | None = None
+        self._renewing = asyncio.Lock()
+        self.renewals = 0
+
+    @property
+    def client(self) -> Any:
+        return self._producer.client
+
+    @property
+    def broken(self) -> BaseException | None:
+        """The error that condemned the current producer, until it is renewed."""
+        return self._broken
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
+    ) -> asyncio.Future[Any]:
+        if self._broken is not None:
+            await self._renew()
+        try:
+            future: asyncio.Future[Any] = await self._producer.send(
+                topic, value=value, key=key, headers=headers
+            )
+        except PRODUCER_STATE_ERRORS as exc:  # aiokafka's sender gave up on this producer
+            self._broken = self._broken or exc
+            raise
+        future.add_done_callback(self._watch)
+        return future
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
+    ) -> Any:
+        return await (await self.send(topic, value, key, headers=headers))
+
+    def _watch(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, PRODUCER_STATE_ERRORS) and self._broken is None:
+            self._broken = error
+
+    async def _renew(self) -> None:
+        async with self._renewing:
+            if self._broken is None:
+                return  # another caller renewed it while this one waited
+            old, reason = self._producer, self._broken
+            log.warning(
+                "%s: Kafka rejected the producer's state (%s); starting a new producer",
+                self._name,
+                type(reason).__name__,
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), timeout=10)
+            new = self._factory()
+            try:
+                await new.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await new.stop()
+                raise
+            self._producer, self._broken = new, None
+            self.renewals += 1
 
 
 def make_consumer(settings: KafkaSettings, group_id: str, *topics: str) -> AIOKafkaConsumer:

@@ -8,12 +8,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import OutOfOrderSequenceNumber
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import AppendContext, EventStore
-from shared.messaging.kafka import header, make_producer
+from shared.messaging.kafka import RenewableProducer, header, make_producer
 from shared.outbox import OutboxRelay, backlog
 from shared.settings import KafkaSettings
 from shared.tests.kafka_helpers import drain, read_topic
@@ -236,3 +237,54 @@ async def test_crash_between_kafka_ack_and_checkpoint_republishes(
     records = await read_topic(kafka_settings, fresh_topic, expect=2)
     assert labels(records) == ["x", "x"]
     assert len({header(r.headers, "event_id") for r in records}) == 1
+
+
+async def test_a_producer_whose_sequence_the_broker_rejects_is_renewed_and_nothing_is_lost(
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """After a Kafka restart the broker can answer OutOfOrderSequenceNumber to every batch of a
+    producer id; aiokafka never resets the sequence, so only a new producer publishes again.
+
+    The divergence is made here by advancing the client's sequence numbers past the broker's
+    (what a broker that lost the producer's latest batches sees); the broker's answers are real.
+    """
+    producer = RenewableProducer(lambda: make_producer(kafka_settings, "test-renew"), "test")
+    await producer.start()
+    relay = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
+    try:
+        await append(sessions, scratch_schema, "before", customer="c1")
+        assert await relay.acquire()
+        assert await drain(relay) == 1
+        await relay.release()
+
+        inner = producer._producer
+        for partition in await inner.partitions_for(fresh_topic):
+            inner._txn_manager.increment_sequence_number(TopicPartition(fresh_topic, partition), 5)
+        failed_at_broker = await producer.send(fresh_topic, b"probe", key=b"c1")
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await failed_at_broker
+        assert isinstance(producer.broken, OutOfOrderSequenceNumber)
+
+        for n in range(5):
+            await append(sessions, scratch_schema, f"after-{n}", customer=f"c{n}")
+        running = asyncio.create_task(relay.run())
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    async with admin_engine.connect() as conn:
+                        if await backlog(conn, scratch_schema) == 0:
+                            break
+                    await asyncio.sleep(0.05)
+        finally:
+            relay.stop()
+            await running
+        assert producer.renewals == 1
+        assert producer.broken is None
+        published = labels(await read_topic(kafka_settings, fresh_topic, expect=6))
+        assert sorted(published) == sorted(["before"] + [f"after-{n}" for n in range(5)])
+    finally:
+        await producer.stop()

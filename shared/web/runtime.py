@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,7 +18,7 @@ from shared.audit.chain import ChainSealer
 from shared.consumer import ConsumerRuntime, Handler
 from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import EventEnvelope
-from shared.messaging.kafka import make_consumer, make_producer
+from shared.messaging.kafka import RenewableProducer, make_consumer, make_producer
 from shared.outbox import OutboxRelay, TopicRouter, service_router
 from shared.settings import ServiceSettings
 from shared.tracing import instrument_engine
@@ -49,7 +48,7 @@ class ServiceRuntime:
     settings: ServiceSettings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    producer: AIOKafkaProducer | None = None
+    producer: RenewableProducer | None = None
     relay: OutboxRelay | None = None
     sealer: ChainSealer | None = None
     consumers: list[ConsumerRuntime] = field(default_factory=list)
@@ -73,7 +72,9 @@ class ServiceRuntime:
     ) -> None:
         s = self.settings
         if s.run_relay or (s.run_consumers and consumer_specs):
-            self.producer = make_producer(s.kafka, f"{s.service_name}-producer")
+            self.producer = RenewableProducer(
+                lambda: make_producer(s.kafka, f"{s.service_name}-producer"), s.service_name
+            )
             await _retrying(self.producer.start, f"{s.service_name}: Kafka producer")
         if s.run_relay and self.producer is not None:
             self.relay = OutboxRelay(
@@ -159,6 +160,8 @@ class ServiceRuntime:
     async def check_kafka(self) -> str | None:
         if self.producer is None:
             return None if not self.settings.run_relay else "kafka: producer not started"
+        if self.producer.broken is not None:
+            return f"kafka: producer rejected ({type(self.producer.broken).__name__}), renewing"
         try:
             await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
             return None
