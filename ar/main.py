@@ -197,6 +197,7 @@ def projections_rebuild(
     Console().print(table)
     console.print(
         f"{result.records} events read, {result.applied} applied, "
+        f"{result.skipped} of types the projection ignores, "
         f"{result.undecodable} undecodable, {result.failed} failed, {result.seconds:.1f}s"
     )
     if result.differences:

@@ -137,7 +137,8 @@ async def bench_rebuild(engine: AsyncEngine, kafka: KafkaSettings, batch_size: i
         result = await rebuild.run(swap=True)
     print(
         f"rebuild: {result.records / result.seconds:,.0f} events/s "
-        f"({result.records:,} records, {result.applied:,} applied, {result.seconds:.1f} s, "
+        f"({result.records:,} records, {result.applied:,} applied, "
+        f"{result.skipped:,} of ignored types not parsed, {result.seconds:.1f} s, "
         f"{batch_size:,} per batch)"
     )
 

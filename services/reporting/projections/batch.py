@@ -31,6 +31,7 @@ from services.reporting.domain.aging import (
     open_portions,
     open_total_changes,
 )
+from services.reporting.projections.projector import PROJECTED_TYPES
 from services.reporting.projections.tables import Tables
 from shared.contracts import invoice as inv
 from shared.contracts import payments as pay
@@ -124,7 +125,7 @@ class BatchProjector:
     @staticmethod
     def decode(envelope: EventEnvelope) -> EventPayload | None:
         """The payload, or None for an event type this projection ignores; raises if invalid."""
-        if not registry.knows(envelope.event_type):
+        if envelope.event_type not in PROJECTED_TYPES:
             return None
         return registry.decode(envelope)
 

@@ -52,7 +52,7 @@ class Projector:
         await self.apply(session, envelope)
 
     async def apply(self, session: AsyncSession, envelope: EventEnvelope) -> None:
-        if not registry.knows(envelope.event_type):
+        if envelope.event_type not in PROJECTED_TYPES:
             return
         event = registry.decode(envelope)
         if self.gated and not session.info.get(_GATE_TAKEN):
@@ -605,6 +605,18 @@ _PAYMENT_CHANGES: dict[str, Any] = {
     pay.PaymentRefunded.event_type: Projector._returned,
     pay.PaymentReversed.event_type: Projector._returned,
 }
+PROJECTED_TYPES: frozenset[str] = frozenset(
+    {
+        inv.CustomerRegistered.event_type,
+        inv.CustomerUpdated.event_type,
+        inv.InvoiceIssued.event_type,
+        pay.PaymentReceived.event_type,
+        *_INVOICE_CHANGES,
+        *_PAYMENT_CHANGES,
+    }
+)
+"""The event types that change the projection. Others are not decoded at all: validating an
+InvoiceDrafted (the largest payload) cost 78 µs, and a rebuild meets tens of thousands."""
 
 
 async def _run(session: AsyncSession, sql: str, **params: Any) -> None:

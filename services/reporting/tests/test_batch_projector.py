@@ -310,3 +310,31 @@ async def test_the_batched_projector_writes_what_the_live_projector_writes(
         written = await checksums(session, Tables(batched_schema))
     assert written == expected
     assert all(not value.startswith("0:") for value in written.values()), written
+
+
+def test_only_the_types_both_projectors_apply_are_decoded() -> None:
+    """Types outside PROJECTED_TYPES are skipped before validation (a rebuild meets tens of
+    thousands of drafts); a projected type is still validated and an invalid one raises."""
+    from services.reporting.projections import batch, projector
+
+    assert set(batch._INVOICE_CHANGES) == set(projector._INVOICE_CHANGES)
+    assert set(batch._PAYMENT_CHANGES) == set(projector._PAYMENT_CHANGES)
+    assert projector.PROJECTED_TYPES >= set(batch._INVOICE_CHANGES) | set(batch._PAYMENT_CHANGES)
+
+    def broken(event_type: str) -> EventEnvelope:
+        return EventEnvelope(
+            event_id=uuid.uuid4(),
+            event_type=event_type,
+            schema_version=1,
+            stream_id=f"invoice-{uuid.uuid4()}",
+            stream_version=1,
+            occurred_at="2026-03-01T00:00:00Z",
+            recorded_at="2026-03-01T00:00:00Z",
+            tenant_id="acme",
+            actor="user:u",
+            payload={"invoice_id": "not a uuid"},
+        )
+
+    assert BatchProjector.decode(broken(inv.InvoiceDrafted.event_type)) is None
+    with pytest.raises(ValueError):
+        BatchProjector.decode(broken(inv.InvoiceIssued.event_type))
