@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -142,14 +143,15 @@ class RenewableProducer:
     ) -> asyncio.Future[Any]:
         if self._broken is not None:
             await self._renew()
+        producer = self._producer
         try:
-            future: asyncio.Future[Any] = await self._producer.send(
+            future: asyncio.Future[Any] = await producer.send(
                 topic, value=value, key=key, headers=headers
             )
         except PRODUCER_STATE_ERRORS as exc:  # aiokafka's sender gave up on this producer
-            self._broken = self._broken or exc
+            self._condemn(producer, exc)
             raise
-        future.add_done_callback(self._watch)
+        future.add_done_callback(functools.partial(self._watch, producer))
         return future
 
     async def send_and_wait(
@@ -162,11 +164,13 @@ class RenewableProducer:
     ) -> Any:
         return await (await self.send(topic, value, key, headers=headers))
 
-    def _watch(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if isinstance(error, PRODUCER_STATE_ERRORS) and self._broken is None:
+    def _watch(self, producer: AIOKafkaProducer, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and isinstance(future.exception(), PRODUCER_STATE_ERRORS):
+            self._condemn(producer, future.exception())
+
+    def _condemn(self, producer: AIOKafkaProducer, error: BaseException | None) -> None:
+        # Late failures of a producer already replaced must not condemn its successor.
+        if producer is self._producer and self._broken is None:
             self._broken = error
 
     async def _renew(self) -> None:
