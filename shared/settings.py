@@ -74,6 +74,9 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8100
     run_relay: bool = True
     run_consumers: bool = True
+    # When set, GET /metrics answers only `Authorization: Bearer <token>` (the scraper's); unset,
+    # it is open like /healthz, for hosts whose metrics port only the scraper can reach.
+    metrics_token: SecretStr | None = None
     # TEST ONLY, default off (tests/chaos): "<tenant_id>" or "<tenant_id>:<EventType>". The
     # process SIGKILLs itself once Kafka has acknowledged a relay batch holding such an event,
     # before the relay's checkpoint moves: the crash the outbox must survive by re-publishing.

@@ -204,3 +204,28 @@ async def test_appended_published_backlog_and_consumer_metrics(
         assert (
             value(samples, "ledgerline_consumer_messages_total", group=group, outcome=outcome) == 0
         )
+
+
+@pytest.mark.integration
+async def test_metrics_token_when_set_is_required(scratch_schema: str) -> None:
+    settings = ServiceSettings(
+        service_name=scratch_schema,
+        database_url=admin_dsn(),
+        run_relay=False,
+        run_consumers=False,
+        metrics_token="scrape-secret",
+    )
+    app = create_service_app(settings, title="test", routers=[notes_router()])
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as c,
+    ):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-secret"}):
+            refused = await c.get("/metrics", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthenticated"
+            assert "scrape-secret" not in refused.text
+        allowed = await c.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+        assert allowed.status_code == 200
+        assert parse(allowed.text)
+        assert (await c.get("/healthz")).status_code == 200  # probes stay open

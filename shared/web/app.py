@@ -3,14 +3,16 @@ lifecycle."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from shared.errors import Unauthenticated
 from shared.logs import setup_logging
 from shared.metrics import ServiceMetrics
 from shared.outbox import TopicRouter
@@ -99,7 +101,14 @@ def create_service_app(
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
-    async def metrics() -> Response:
+    async def metrics(
+        authorization: str | None = Header(None, include_in_schema=False),
+    ) -> Response:
+        token = settings.metrics_token
+        if token is not None and not hmac.compare_digest(
+            (authorization or "").encode(), f"Bearer {token.get_secret_value()}".encode()
+        ):
+            raise Unauthenticated("/metrics needs the scraper's bearer token")
         service_metrics: ServiceMetrics = app.state.metrics
         return Response(await service_metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
