@@ -56,10 +56,24 @@ ASYNCPG_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+# OSErrors about local files are a handler's or a deployment's fault, not an outage: retrying
+# them held a consumer's partition forever instead of dead-lettering the message.
+LOCAL_FILE_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database could not be reached or the connection was lost (a restart, a network cut,
-    the pool exhausted): the work was not done and may be tried again; not a bug."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError):
+    the pool exhausted): the work was not done and may be tried again; not a bug. Any other
+    OSError counts too (a refused connection is a bare OSError), except a local file's."""
+    if isinstance(exc, OSError):
+        return not isinstance(exc, LOCAL_FILE_ERRORS)
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
     if isinstance(exc, ASYNCPG_UNAVAILABLE):
         return True

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.audit import dlq
 from shared.consumer import ConsumerRuntime, MessageContext, Unprocessable
+from shared.db import database_unavailable
 from shared.errors import StateConflict
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore
@@ -346,6 +347,37 @@ async def test_an_unprocessable_event_is_dead_lettered_at_once(
     [dead] = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=1)
     assert header(dead.headers, "dlq.attempts") == "1"
     assert header(dead.headers, "dlq.error.type") == "Unprocessable"
+
+
+async def test_a_missing_file_is_the_handler_fault_not_an_outage(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """Every OSError used to count as an outage: the batch was retried forever and the
+    partition stood still. A local file's error is retried, then dead-lettered."""
+
+    class NeedsTemplate(Recorder):
+        async def __call__(
+            self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext
+        ) -> None:
+            await super().__call__(session, e, ctx)
+            if e.payload["label"] == "no template":
+                raise FileNotFoundError(2, "No such file or directory", "reminder.j2")
+
+    await publish(producer, fresh_topic, make_envelope("no template"), make_envelope("ok"))
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", NeedsTemplate(effects_table)
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(rt, lambda: rt.stats.processed >= 1 and rt.stats.dead_lettered >= 1)
+
+    assert handler.calls["no template"] == 3 and rt.stats.infra_failures == 0
+    assert await effect_labels(sessions, effects_table) == ["ok"]
+    [dead] = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=1)
+    assert header(dead.headers, "dlq.error.type") == "FileNotFoundError"
+    assert database_unavailable(ConnectionRefusedError()) and database_unavailable(OSError(111))
 
 
 async def test_a_transient_failure_is_retried_without_dlq(
