@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import AppendContext, EventStore
-from shared.messaging.kafka import make_producer
+from shared.messaging.kafka import RenewableProducer, make_producer
 from shared.outbox import OutboxRelay
 from shared.settings import KafkaSettings
 from shared.tests.kafka_helpers import read_topic
@@ -48,7 +48,9 @@ async def test_relay_publishes_everything_through_postgres_and_kafka_restarts(
     fresh_topic: str,
 ) -> None:
     store = EventStore(scratch_schema)
-    producer = make_producer(kafka_settings, "recovery")
+    # As in the services: a plain producer whose sequence the restarted broker rejects fails
+    # every later batch (this test failed so: OutOfOrderSequenceNumber until its deadline).
+    producer = RenewableProducer(lambda: make_producer(kafka_settings, "recovery"), "recovery")
     await producer.start()
     relay = OutboxRelay(
         admin_engine,
@@ -110,3 +112,4 @@ async def test_relay_publishes_everything_through_postgres_and_kafka_restarts(
     on_topic = {EventEnvelope.from_json_bytes(r.value).event_id for r in records}
     assert len(committed) > 100
     assert on_topic == set(committed)  # nothing lost, nothing that rolled back
+    assert producer.broken is None
