@@ -380,6 +380,37 @@ async def test_a_missing_file_is_the_handler_fault_not_an_outage(
     assert database_unavailable(ConnectionRefusedError()) and database_unavailable(OSError(111))
 
 
+async def test_records_of_types_the_group_does_not_act_on_are_passed_over_unparsed(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    other = make_envelope("other").model_copy(update={"event_type": "OtherThing"})
+    unheaded = make_envelope("no headers")
+    await publish(producer, fresh_topic, make_envelope("a"), other)
+    await producer.send_and_wait(  # told by its header: the body is never read
+        fresh_topic, value=b"\x00garbage", key=b"c1", headers=[("event_type", b"OtherThing")]
+    )
+    # without the header the record is read as before
+    await producer.send_and_wait(fresh_topic, value=unheaded.to_json_bytes(), key=b"c1")
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Recorder(effects_table)
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    rt.event_types = frozenset({"ThingHappened"})
+    await run_until(rt, lambda: rt.stats.processed + rt.stats.skipped >= 4)
+
+    assert (rt.stats.processed, rt.stats.skipped, rt.stats.dead_lettered) == (2, 2, 0)
+    assert await effect_labels(sessions, effects_table) == ["a", "no headers"]
+    async with sessions() as s:
+        inbox = await s.scalar(
+            text(f"SELECT count(*) FROM {scratch_schema}.inbox WHERE consumer_group = :g"),
+            {"g": group},
+        )
+    assert inbox == 2
+
+
 async def test_a_transient_failure_is_retried_without_dlq(
     scratch_schema: str,
     sessions: async_sessionmaker[AsyncSession],

@@ -33,6 +33,8 @@ class ConsumerSpec:
     group_id: str
     topics: tuple[str, ...]
     handler: Handler
+    # The event types the handler acts on, when it names them; None: every record is its.
+    event_types: frozenset[str] | None = None
 
 
 class Worker(Protocol):
@@ -106,6 +108,7 @@ class ServiceRuntime:
                     max_retries=s.kafka.consumer_max_retries,
                     retry_backoff=s.kafka.consumer_retry_backoff_seconds,
                     transaction_budget=s.kafka.consumer_transaction_budget_seconds,
+                    event_types=spec.event_types,
                 )
                 # Start, then subscribe: aiokafka's start() on a subscribed consumer waits for the
                 # group's first assignment, which after a crash waits out the dead member's

@@ -102,15 +102,18 @@ async def tenant_records(
 # ---- quiet -----------------------------------------------------------------------------------
 
 
-def _routes() -> list[tuple[str, str, str, str]]:
-    """(producer schema, aggregate, consumer schema, consumer group) for every subscription."""
+def _routes() -> list[tuple[str, str, str, str, list[str] | None]]:
+    """(producer schema, aggregate, consumer schema, consumer group, the event types the group
+    acts on or None for all) for every subscription: a group keeps no inbox row for the types
+    it passes over."""
     routes = []
     for service in SERVICES:
         for spec in consumer_specs(service):
+            types = sorted(spec.event_types) if spec.event_types is not None else None
             for topic in spec.topics:
                 _, producer, aggregate, _ = topic.split(".")
                 assert topic == event_topic(producer, aggregate), topic
-                routes.append((producer, aggregate, service, spec.group_id))
+                routes.append((producer, aggregate, service, spec.group_id, types))
     return routes
 
 
@@ -134,18 +137,20 @@ async def quiet_state(admin: AsyncEngine, tenant: str) -> Quiet:
     async with admin.connect() as conn:
         for service in SERVICES:
             state.backlog[service] = await backlog(conn, service)
-        for producer, aggregate, consumer, group in _routes():
+        for producer, aggregate, consumer, group, types in _routes():
             missing = (
                 await conn.execute(
                     text(
                         f"""SELECT count(*) FROM {producer}.events e
                             WHERE e.tenant_id = :t AND split_part(e.stream_id, '-', 1) = :agg
+                              AND (CAST(:types AS text[]) IS NULL
+                                   OR e.event_type = ANY(CAST(:types AS text[])))
                               AND NOT EXISTS (
                                 SELECT 1 FROM {consumer}.inbox i
                                 WHERE i.consumer_group = :g AND i.event_id = e.event_id
                                   AND i.outcome = 'processed')"""
                     ),
-                    {"t": tenant, "agg": aggregate, "g": group},
+                    {"t": tenant, "agg": aggregate, "g": group, "types": types},
                 )
             ).scalar_one()
             state.undelivered[f"{group} <- {producer}.{aggregate}"] = int(missing)

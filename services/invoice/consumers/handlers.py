@@ -51,6 +51,16 @@ async def on_dunning_event(
 
 
 CONSUMERS = [
-    ConsumerSpec("invoice.payments", (event_topic("payments", "payment"),), on_payment_event),
-    ConsumerSpec("invoice.late-fees", (event_topic("dunning", "dunning_case"),), on_dunning_event),
+    ConsumerSpec(
+        "invoice.payments",
+        (event_topic("payments", "payment"),),
+        on_payment_event,
+        frozenset(PAYMENT_EVENTS),
+    ),
+    ConsumerSpec(
+        "invoice.late-fees",
+        (event_topic("dunning", "dunning_case"),),
+        on_dunning_event,
+        frozenset({LateFeeAssessed.event_type}),
+    ),
 ]
