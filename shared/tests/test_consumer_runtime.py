@@ -319,65 +319,50 @@ async def test_a_concurrency_conflict_is_retried_in_a_new_transaction_not_dead_l
     assert sorted(e.payload["label"] for e in written) == ["a", "api request", "b", "contended"]
 
 
-async def test_an_unprocessable_event_is_dead_lettered_at_once(
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        # Retrying cannot cure it (it waits for a rate to be loaded, say): no retries.
+        (Unprocessable("no JPY->EUR rate"), 1),
+        # Every OSError used to count as an outage: the batch was retried forever and the
+        # partition stood still. A local file's error is the handler's: retried, then DLQ.
+        (FileNotFoundError(2, "No such file or directory", "reminder.j2"), 3),
+    ],
+    ids=["unprocessable", "missing-file"],
+)
+async def test_a_handler_fault_is_dead_lettered_and_the_partition_moves_on(
     scratch_schema: str,
     sessions: async_sessionmaker[AsyncSession],
     effects_table: str,
     producer: AIOKafkaProducer,
     kafka_settings: KafkaSettings,
     fresh_topic: str,
+    error: Exception,
+    attempts: int,
 ) -> None:
-    """Retrying cannot cure it (it waits for a rate to be loaded, say): no retries, no waiting."""
-
-    class NeedsRate(Recorder):
+    class Refusing(Recorder):
         async def __call__(
             self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext
         ) -> None:
             await super().__call__(session, e, ctx)
-            if e.payload["label"] == "no rate":
-                raise Unprocessable("no JPY->EUR rate")
+            if e.payload["label"] == "refused":
+                raise error
 
-    await publish(producer, fresh_topic, make_envelope("no rate"), make_envelope("ok"))
-    group, handler = f"g-{uuid.uuid4().hex[:6]}", NeedsRate(effects_table)
+    await publish(producer, fresh_topic, make_envelope("refused"), make_envelope("ok"))
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Refusing(effects_table)
     rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
     await run_until(rt, lambda: rt.stats.processed >= 1 and rt.stats.dead_lettered >= 1)
 
-    assert handler.calls["no rate"] == 1
+    assert handler.calls["refused"] == attempts and rt.stats.infra_failures == 0
     assert await effect_labels(sessions, effects_table) == ["ok"]
     [dead] = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=1)
-    assert header(dead.headers, "dlq.attempts") == "1"
-    assert header(dead.headers, "dlq.error.type") == "Unprocessable"
+    assert header(dead.headers, "dlq.attempts") == str(attempts)
+    assert header(dead.headers, "dlq.error.type") == type(error).__name__
 
 
-async def test_a_missing_file_is_the_handler_fault_not_an_outage(
-    scratch_schema: str,
-    sessions: async_sessionmaker[AsyncSession],
-    effects_table: str,
-    producer: AIOKafkaProducer,
-    kafka_settings: KafkaSettings,
-    fresh_topic: str,
-) -> None:
-    """Every OSError used to count as an outage: the batch was retried forever and the
-    partition stood still. A local file's error is retried, then dead-lettered."""
-
-    class NeedsTemplate(Recorder):
-        async def __call__(
-            self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext
-        ) -> None:
-            await super().__call__(session, e, ctx)
-            if e.payload["label"] == "no template":
-                raise FileNotFoundError(2, "No such file or directory", "reminder.j2")
-
-    await publish(producer, fresh_topic, make_envelope("no template"), make_envelope("ok"))
-    group, handler = f"g-{uuid.uuid4().hex[:6]}", NeedsTemplate(effects_table)
-    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
-    await run_until(rt, lambda: rt.stats.processed >= 1 and rt.stats.dead_lettered >= 1)
-
-    assert handler.calls["no template"] == 3 and rt.stats.infra_failures == 0
-    assert await effect_labels(sessions, effects_table) == ["ok"]
-    [dead] = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=1)
-    assert header(dead.headers, "dlq.error.type") == "FileNotFoundError"
+def test_connection_errors_are_outages_and_local_file_errors_are_not() -> None:
     assert database_unavailable(ConnectionRefusedError()) and database_unavailable(OSError(111))
+    assert not database_unavailable(PermissionError(13, "Permission denied", "/etc/ledgerline"))
 
 
 async def test_records_of_types_the_group_does_not_act_on_are_passed_over_unparsed(
