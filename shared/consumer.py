@@ -31,7 +31,7 @@ from shared.db import checked_schema, database_unavailable, savepoint
 from shared.errors import ConcurrencyConflict
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import AppendContext
-from shared.messaging.kafka import Headers, Publisher, header
+from shared.messaging.kafka import Headers, Publisher, header, of_another_type
 from shared.metrics import observe_applied
 from shared.topics import dlq_topic
 from shared.tracing import context_from_traceparent, current_traceparent, tracer
@@ -318,11 +318,9 @@ class ConsumerRuntime:
         applied: list[datetime],
         last_attempt: bool,
     ) -> None:
-        if self.event_types is not None:
-            event_type = header(record.headers, "event_type")
-            if event_type is not None and event_type not in self.event_types:
-                self.stats.skipped += 1
-                return
+        if self.event_types is not None and of_another_type(record.headers, self.event_types):
+            self.stats.skipped += 1
+            return
         ctx = MessageContext(record.topic, record.partition, record.offset, self.group_id)
         try:
             envelope = decode_record(record)

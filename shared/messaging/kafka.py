@@ -54,6 +54,15 @@ def header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None
     return None
 
 
+def of_another_type(
+    headers: Iterable[tuple[str, bytes]] | None, event_types: frozenset[str]
+) -> bool:
+    """The record's `event_type` header (the relay sets it) names a type outside `event_types`:
+    it can be passed over unparsed. A record without the header is not: only its body tells."""
+    event_type = header(headers, "event_type")
+    return event_type is not None and event_type not in event_types
+
+
 def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     """Idempotent producer: acks from all in-sync replicas, no duplicates from its own retries."""
     return AIOKafkaProducer(

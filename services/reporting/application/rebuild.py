@@ -34,7 +34,7 @@ from services.reporting.projections.projector import PROJECTED_TYPES, Projector,
 from services.reporting.projections.tables import PROJECTION_TABLES, Tables
 from shared.db import make_sessionmaker, savepoint
 from shared.events.envelope import EventEnvelope
-from shared.messaging.kafka import header, make_reader
+from shared.messaging.kafka import make_reader, of_another_type
 from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -244,8 +244,7 @@ class Rebuild:
         with it too."""
         envelopes: list[tuple[ConsumerRecord[bytes, bytes], EventEnvelope]] = []
         for record in records:
-            event_type = header(record.headers, "event_type")
-            if event_type is not None and event_type not in PROJECTED_TYPES:
+            if of_another_type(record.headers, PROJECTED_TYPES):
                 self.result.skipped += 1  # not even parsed: a third of the development topics
                 continue
             try:
