@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import time
 import uuid
-from collections.abc import Callable
+from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,10 +29,10 @@ from services.reporting.application.rebuild import Rebuild
 from services.reporting.consumers import TOPICS as REPORTING_TOPICS
 from services.reporting.projections.tables import PROJECTION_TABLES
 from shared.db import make_engine, make_sessionmaker
-from shared.events.envelope import EventEnvelope, NewEvent
+from shared.events.envelope import NewEvent
 from shared.eventstore.store import AppendContext, EventStore
 from shared.messaging.kafka import ensure_topics, make_producer
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, TopicRouter
 from shared.settings import KafkaSettings
 
 CTX = AppendContext(tenant_id="bench", actor="system:bench", customer_id="c-1")
@@ -50,25 +51,58 @@ async def write(
     transactions: int,
     per_tx: int,
     writers: int,
+    rate: float | None = None,
+    written: Synchronized[int] | None = None,
 ) -> float:
-    """`writers` tasks share `transactions` transactions of `per_tx` events; returns seconds."""
+    """`writers` tasks share `transactions` transactions of `per_tx` events, at most `rate`
+    events/s in all if given, counting committed events in `written`; returns seconds."""
     store = EventStore(schema)
     remaining = transactions
+    started = time.perf_counter()
 
     async def writer() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
+            if rate is not None:  # the n-th transaction is due at n * per_tx / rate
+                due = started + (transactions - remaining) * per_tx / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             batch = [
                 NewEvent(event_type="Bench", schema_version=1, payload=PAYLOAD)
                 for _ in range(per_tx)
             ]
             async with sessions() as s, s.begin():
                 await store.append(s, f"bench-{uuid.uuid4()}", 0, batch, CTX)
+            if written is not None:
+                written.value += per_tx
 
-    started = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(writers)))
     return time.perf_counter() - started
+
+
+def write_in_another_process(
+    schema: str,
+    transactions: int,
+    per_tx: int,
+    writers: int,
+    rate: float | None,
+    written: Synchronized[int],
+    window: SynchronizedArray[float],
+) -> None:
+    """`write` in a process of its own, as the services' writers are: not on the relay's loop.
+    `window` gets the wall-clock times of the first write and the last commit."""
+
+    async def run() -> None:
+        engine = make_engine(ADMIN_DSN, pool_size=writers, application_name="bench-writers")
+        sessions = make_sessionmaker(engine)
+        try:
+            window[0] = time.time()
+            await write(sessions, schema, transactions, per_tx, writers, rate, written)
+            window[1] = time.time()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
 
 
 async def bench_append(engine: AsyncEngine, events: int, writers: int) -> None:
@@ -83,24 +117,32 @@ async def bench_append(engine: AsyncEngine, events: int, writers: int) -> None:
         )
 
 
-def to(topic: str) -> Callable[[EventEnvelope], str]:
+def to(topic: str) -> TopicRouter:
     return lambda _: topic
 
 
-async def relay_until(relay: OutboxRelay, target: int) -> float:
+async def relay_until(
+    relay: OutboxRelay, target: int, written: Synchronized[int] | None = None
+) -> tuple[float, int]:
+    """When (wall clock) the relay had published `target` events, and the largest backlog
+    (written, not yet published) seen every 100 ms."""
     task = asyncio.create_task(relay.run())
-    started = time.perf_counter()
+    largest_backlog = 0
     while relay.stats.published < target:
         if task.done():
             task.result()
-        await asyncio.sleep(0.01)
-    seconds = time.perf_counter() - started
+        if written is not None:
+            largest_backlog = max(largest_backlog, written.value - relay.stats.published)
+        await asyncio.sleep(0.1 if written is not None else 0.01)
+    done = time.time()
     relay.stop()
     await task
-    return seconds
+    return done, largest_backlog
 
 
-async def bench_relay(engine: AsyncEngine, kafka: KafkaSettings, events: int) -> None:
+async def bench_relay(
+    engine: AsyncEngine, kafka: KafkaSettings, events: int, rate: float | None, per_tx: int
+) -> None:
     sessions = make_sessionmaker(engine)
     producer = make_producer(kafka, "bench-relay")
     await producer.start()
@@ -112,16 +154,31 @@ async def bench_relay(engine: AsyncEngine, kafka: KafkaSettings, events: int) ->
                 relay = OutboxRelay(engine, schema, producer, to(topic), batch_size=1000)
                 if not concurrent:
                     await write(sessions, schema, events // 100, 100, 4)
-                    seconds = await relay_until(relay, events)
-                    label = "drain a backlog"
-                else:
-                    writers = asyncio.create_task(write(sessions, schema, events // 10, 10, 4))
-                    seconds = await relay_until(relay, events)
-                    await writers
-                    label = "while 4 writers append"
-            print(
-                f"relay ({label}): {events / seconds:,.0f} events/s ({events:,} in {seconds:.1f} s)"
-            )
+                    started = time.time()
+                    done, _ = await relay_until(relay, events)
+                    print(
+                        f"relay (drain a backlog): {events / (done - started):,.0f} events/s "
+                        f"({events:,} in {done - started:.1f} s)"
+                    )
+                    continue
+                spawn = multiprocessing.get_context("spawn")
+                written, window = spawn.Value("q", 0), spawn.Array("d", 2)
+                writers = spawn.Process(
+                    target=write_in_another_process,
+                    args=(schema, events // per_tx, per_tx, 4, rate, written, window),
+                )
+                writers.start()
+                done, largest_backlog = await relay_until(relay, events, written)
+                await asyncio.to_thread(writers.join)
+                began, ended = window[:]
+                pace = f"at {rate:,.0f} events/s" if rate else "unpaced"
+                print(
+                    f"relay while 4 writers in another process append ({pace}, {per_tx} per "
+                    f"transaction): writers {events / (ended - began):,.0f} events/s, relay "
+                    f"{events / (done - began):,.0f} events/s, the last event published "
+                    f"{done - ended:.2f} s after its commit, largest backlog "
+                    f"{largest_backlog:,} events"
+                )
     finally:
         await producer.stop()
 
@@ -150,7 +207,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.command == "append":
             await bench_append(engine, args.events, args.writers)
         elif args.command == "relay":
-            await bench_relay(engine, kafka, args.events)
+            await bench_relay(engine, kafka, args.events, args.rate, args.per_transaction)
         else:
             await bench_rebuild(engine, kafka, args.batch_size)
     finally:
@@ -162,6 +219,12 @@ if __name__ == "__main__":
     parser.add_argument("command", choices=["append", "relay", "rebuild"])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="relay: the writers' events/s (default: unpaced)"
+    )
+    parser.add_argument(
+        "--per-transaction", type=int, default=10, help="relay: events per writer transaction"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=2000, help="rebuild: events per transaction"
     )

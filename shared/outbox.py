@@ -22,8 +22,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.events.envelope import EventEnvelope
-from shared.eventstore.store import EventStore, Position
+from shared.eventstore.store import EventStore, OutboxRecord, Position
 from shared.messaging.kafka import Publisher, envelope_headers
 from shared.metrics import EVENTS_PUBLISHED
 from shared.topics import event_topic
@@ -32,12 +31,12 @@ from shared.tracing import context_from_traceparent, current_traceparent, tracer
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
-TopicRouter = Callable[[EventEnvelope], str]
+TopicRouter = Callable[[OutboxRecord], str]
 
 
 def service_router(service: str) -> TopicRouter:
     """`invoice-<id>` in service `invoice` goes to `ar.invoice.invoice.v1`."""
-    return lambda envelope: event_topic(service, envelope.aggregate)
+    return lambda record: event_topic(service, record.aggregate)
 
 
 @dataclass
@@ -58,7 +57,7 @@ class OutboxRelay:
         name: str = "kafka",
         batch_size: int = 1000,
         poll_interval: float = 0.05,
-        before_checkpoint: Callable[[list[EventEnvelope]], Awaitable[None]] | None = None,
+        before_checkpoint: Callable[[list[OutboxRecord]], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.store = EventStore(schema)
@@ -146,36 +145,36 @@ class OutboxRelay:
         if conn is None:
             raise RuntimeError("publish_batch needs leadership; call run() or acquire() first")
         checkpoint = await self._checkpoint(conn)
-        batch = await self.store.read_all(conn, checkpoint, limit=self.batch_size)
+        batch = await self.store.read_outbox(conn, checkpoint, limit=self.batch_size)
         await conn.commit()
         if not batch:
             return 0
         futures = []
-        for _, envelope in batch:
-            topic = self.router(envelope)
+        for record in batch:
+            topic = self.router(record)
             with _tracer.start_as_current_span(
                 f"publish {topic}",
-                context=context_from_traceparent(envelope.traceparent),
+                context=context_from_traceparent(record.traceparent),
                 kind=trace.SpanKind.PRODUCER,
                 attributes={
                     "messaging.system": "kafka",
                     "messaging.destination.name": topic,
-                    "ledgerline.event_id": str(envelope.event_id),
-                    "ledgerline.event_type": envelope.event_type,
+                    "ledgerline.event_id": record.event_id,
+                    "ledgerline.event_type": record.event_type,
                 },
             ):
                 futures.append(
                     await self.producer.send(
                         topic,
-                        value=envelope.to_json_bytes(),
-                        key=envelope.partition_key.encode(),
-                        headers=envelope_headers(envelope, current_traceparent()),
+                        value=record.value,
+                        key=record.partition_key.encode(),
+                        headers=envelope_headers(record, current_traceparent()),
                     )
                 )
         await asyncio.gather(*futures)  # every message acknowledged by all in-sync replicas
         if self._before_checkpoint is not None:
-            await self._before_checkpoint([e for _, e in batch])
-        last = batch[-1][0]
+            await self._before_checkpoint(batch)
+        last = batch[-1].position
         await conn.execute(
             text(
                 f"""INSERT INTO {self.store.schema}.relay_checkpoints

@@ -18,6 +18,11 @@ def aggregate_of(stream_id: str) -> str:
     return stream_id.split("-", 1)[0]
 
 
+def partition_key_of(customer_id: str | None, stream_id: str) -> str:
+    """One customer's events stay in order on a topic; customer-less streams key by stream."""
+    return customer_id or stream_id
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -87,8 +92,7 @@ class EventEnvelope(BaseModel):
 
     @property
     def partition_key(self) -> str:
-        """One customer's events stay in order on a topic; customer-less streams key by stream."""
-        return self.customer_id or self.stream_id
+        return partition_key_of(self.customer_id, self.stream_id)
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json(exclude={"global_position"}).encode()

@@ -20,7 +20,6 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from shared.events.envelope import EventEnvelope
 from shared.settings import KafkaSettings
 from shared.topics import dlq_topic
 
@@ -31,7 +30,24 @@ Headers = list[tuple[str, bytes]]
 INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
 
 
-def envelope_headers(envelope: EventEnvelope, traceparent: str | None = None) -> Headers:
+class HeaderFields(Protocol):
+    """What the headers are made of: an `EventEnvelope`, or the relay's `OutboxRecord`."""
+
+    @property
+    def event_id(self) -> object: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def correlation_id(self) -> object | None: ...
+    @property
+    def traceparent(self) -> str | None: ...
+
+
+def envelope_headers(envelope: HeaderFields, traceparent: str | None = None) -> Headers:
     """What a consumer (or a person with kcat) needs without parsing the value."""
     headers: Headers = [
         ("event_id", str(envelope.event_id).encode()),

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.errors import ConcurrencyConflict, NotFound
-from shared.events.envelope import NewEvent
+from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore, Position
 
 pytestmark = pytest.mark.integration
@@ -202,3 +202,53 @@ async def test_append_refuses_to_build_on_a_younger_transactions_event(
         await store.append(old, sid, 1, events(1), CTX)
     await old.rollback()
     await old.close()
+
+
+async def test_the_outbox_value_is_the_envelope_read_all_gives(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The relay publishes JSON Postgres builds: it must decode to the very envelope the store
+    holds, whatever the payload carries (nesting, unicode, big and decimal numbers, nulls) and
+    with or without a customer, causation and traceparent."""
+    store = EventStore(scratch_schema)
+    payload = {
+        "name": 'Müller & Söhne "GmbH" \\ 東京',
+        "total": {"amount": 9_007_199_254_740_993, "currency": "EUR"},
+        "rate": "0.0825",
+        "ratio": 0.1,
+        "lines": [{"quantity": "1.5", "note": None}, {"empty": {}}],
+        "flag": True,
+    }
+    bare = AppendContext(tenant_id="acme", actor="system:test")
+    traced = AppendContext(
+        tenant_id="acme",
+        actor="user:u-1",
+        customer_id="cust-9",
+        causation_id=uuid.uuid4(),
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    async with sessions() as s, s.begin():
+        await store.append(
+            s, stream(), 0, [NewEvent(event_type="A", schema_version=2, payload=payload)], bare
+        )
+        await store.append(s, stream(), 0, events(2), traced)
+    async with sessions() as s:
+        envelopes = await store.read_all(s, Position.start())
+        records = await store.read_outbox(s, Position.start())
+    assert [r.position for r in records] == [p for p, _ in envelopes]
+    for record, (_, envelope) in zip(records, envelopes, strict=True):
+        on_the_wire = EventEnvelope.model_validate_json(record.value)
+        assert on_the_wire == envelope.model_copy(update={"global_position": None})
+        assert (
+            on_the_wire.model_dump()
+            == EventEnvelope.from_json_bytes(envelope.to_json_bytes()).model_dump()
+        )
+        assert (record.event_id, record.event_type, record.tenant_id) == (
+            str(envelope.event_id),
+            envelope.event_type,
+            envelope.tenant_id,
+        )
+        assert record.partition_key == envelope.partition_key
+        assert record.aggregate == envelope.aggregate
+        assert record.correlation_id == str(envelope.correlation_id)
+    assert EventEnvelope.model_validate_json(records[0].value).payload == payload

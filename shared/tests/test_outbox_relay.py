@@ -13,7 +13,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.events.envelope import EventEnvelope, NewEvent
-from shared.eventstore.store import AppendContext, EventStore
+from shared.eventstore.store import AppendContext, EventStore, OutboxRecord
 from shared.messaging.kafka import RenewableProducer, header, make_producer
 from shared.outbox import OutboxRelay, backlog
 from shared.settings import KafkaSettings
@@ -58,7 +58,7 @@ def relay_for(
     schema: str,
     producer: AIOKafkaProducer,
     topic: str,
-    before_checkpoint: Callable[[list[EventEnvelope]], Awaitable[None]] | None = None,
+    before_checkpoint: Callable[[list[OutboxRecord]], Awaitable[None]] | None = None,
 ) -> OutboxRelay:
     return OutboxRelay(
         engine,
@@ -219,7 +219,7 @@ async def test_crash_between_kafka_ack_and_checkpoint_republishes(
 ) -> None:
     """At-least-once: the batch is sent again, so consumers must (and do) de-duplicate by event_id."""
 
-    async def crash(_: list[EventEnvelope]) -> None:
+    async def crash(_: list[OutboxRecord]) -> None:
         raise RuntimeError("killed after ack, before checkpoint")
 
     await append(sessions, scratch_schema, "x")

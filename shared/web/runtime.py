@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.audit.chain import ChainSealer
 from shared.consumer import ConsumerRuntime, Handler
 from shared.db import make_engine, make_sessionmaker
-from shared.events.envelope import EventEnvelope
+from shared.eventstore.store import OutboxRecord
 from shared.messaging.kafka import RenewableProducer, make_consumer, make_producer
 from shared.outbox import OutboxRelay, TopicRouter, service_router
 from shared.settings import ServiceSettings
@@ -172,12 +172,12 @@ class ServiceRuntime:
             return f"kafka: {type(exc).__name__}: {exc}"[:300]
 
 
-def _killed_after_ack(spec: str) -> Callable[[list[EventEnvelope]], Awaitable[None]]:
+def _killed_after_ack(spec: str) -> Callable[[list[OutboxRecord]], Awaitable[None]]:
     """Fault injection (`fault_kill_relay_after_ack`, tests only): SIGKILL this process after
     Kafka acknowledged a batch holding an event of the tenant (and type, if given)."""
     tenant, _, event_type = spec.partition(":")
 
-    async def kill_if_matching(batch: list[EventEnvelope]) -> None:
+    async def kill_if_matching(batch: list[OutboxRecord]) -> None:
         if any(e.tenant_id == tenant and event_type in ("", e.event_type) for e in batch):
             log.warning("fault injection: SIGKILL after the Kafka ack, before the checkpoint")
             os.kill(os.getpid(), signal.SIGKILL)
