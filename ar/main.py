@@ -4,6 +4,7 @@ events, audit, dlq and ledger live in their own modules."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from ar import audit, dlq, events, ledger, portal
 from ar.common import console, progress, selected, service_settings
 from services.processes import ServiceProcess, sandbox_gateway, smtp_server, wait_ready
 from shared.auth import mint_token
+from shared.logs import setup_logging
 from shared.messaging.kafka import ensure_topics
 from shared.migrations import upgrade
 from shared.topics import all_event_topics
@@ -38,6 +40,28 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(portal.app, name="portal")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(f"one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+@app.callback()
+def main(
+    log_level: str = typer.Option(
+        "WARNING",
+        envvar="LEDGERLINE_LOG_LEVEL",
+        callback=_log_level,
+        help="What the commands log to stderr, as JSON lines like the services'.",
+    ),
+) -> None:
+    """Ledgerline operations."""
+    if not logging.getLogger().handlers:  # a program of its own; called from one (tests), its
+        setup_logging("ar", log_level)  # host's logging is left as it is
 
 
 @db_app.command("migrate")
