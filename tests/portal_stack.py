@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -49,9 +49,14 @@ SCOPES = (
     "portal:write",
     "ops:replay",
 )
-TODAY = datetime.now(UTC).date()
 WEBHOOK_SECRET = "whsec_portal_tests_0123456789"
 SANDBOX_KEY = "sk_test_portal_tests"
+
+
+def today() -> date:
+    """The services read the wall clock, so a test must too: a module constant goes stale when
+    the suite runs across midnight."""
+    return datetime.now(UTC).date()
 
 
 def ok(response: httpx.Response, status: int = 200) -> Any:
@@ -71,9 +76,11 @@ async def onboard(
     customer_id: str,
     name: str,
     invoices: tuple[tuple[int, int], ...],
+    issued_relative_to: date,
 ) -> dict[str, str]:
     """Register the customer (EUR, net 30, a credit limit) and issue it one invoice per
-    (amount in minor units, days ago); returns the invoice ids by number."""
+    (amount in minor units, days before ``issued_relative_to``); returns the invoice ids by
+    number."""
     customer = {
         "customer_id": customer_id,
         "name": name,
@@ -96,7 +103,7 @@ async def onboard(
         line = {"description": "Cordless drill", "quantity": "1", "unit_price": amount}
         body = {"customer_id": customer_id, "lines": [line]}
         draft = ok(await invoice.post("/v1/invoices", json=body, headers=headers), 201)
-        day = {"issue_date": (TODAY - timedelta(days=days_ago)).isoformat()}
+        day = {"issue_date": (issued_relative_to - timedelta(days=days_ago)).isoformat()}
         path = f"/v1/invoices/{draft['invoice_id']}/issue"
         issued = ok(await invoice.post(path, json=day, headers=headers))
         numbers[issued["number"]] = issued["invoice_id"]
@@ -109,6 +116,7 @@ class Customer:
     customer_id: str
     invoices: dict[str, str]  # number -> invoice id
     headers: dict[str, str]
+    onboarded_on: date  # the day its invoices' ages count from
 
 
 @dataclass
@@ -121,6 +129,7 @@ class Stack:
         """A customer with invoices of 100.00 (60 days old), 250.00 (40) and 80.00 (5)."""
         headers = back_office(tenant)
         cid = f"{name}-{uuid.uuid4().hex[:8]}"
+        onboarded_on = today()
         numbers = await onboard(
             self.api["invoice"],
             self.api["credit"],
@@ -128,8 +137,9 @@ class Stack:
             cid,
             name.title(),
             ((10_000, 60), (25_000, 40), (8_000, 5)),
+            onboarded_on,
         )
-        return Customer(tenant, cid, numbers, headers)
+        return Customer(tenant, cid, numbers, headers, onboarded_on)
 
     async def known_everywhere(self, who: Customer) -> None:
         """Dunning and payments learn of invoices over Kafka; a promise names invoices dunning

@@ -18,7 +18,7 @@ import pytest
 
 from services.dunning.config import DunningSettings
 from shared.portal_links import csrf_token, issue_link, verify_link
-from tests.portal_stack import TODAY, Customer, Stack, ok, portal_stack
+from tests.portal_stack import Customer, Stack, ok, portal_stack, today
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,9 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
         tenant = f"tp{uuid.uuid4().hex[:8]}"
         alice, bob = await stack.customer(tenant, "alice"), await stack.customer(tenant, "bob")
         async with signed_in(stack, alice) as (browser, link):
+            before = today()
             page = await browser.get("/portal")
+            rendered_on = {before, today()}
             assert page.status_code == 200
             assert page.headers["cache-control"] == "no-store"
             assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
@@ -66,7 +68,9 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
                 assert number in page.text
             for number in bob.invoices:
                 assert number not in page.text
-            assert "30 days overdue" in page.text  # 100.00 issued 60 days ago on net 30
+            # 100.00 issued 60 days before onboarding, on net 30: 30 days overdue that day
+            overdue = {f"{(d - alice.onboarded_on).days + 30} days overdue" for d in rendered_on}
+            assert any(text in page.text for text in overdue), overdue
             assert "EUR 430.00" in page.text  # open in total
             assert "<h1>Alice: your account</h1>" in page.text
 
@@ -115,7 +119,7 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
                 **fields,
                 "invoice_id": [mine[0], mine[2]],
                 "amount": "",
-                "promised_date": (TODAY + timedelta(days=10)).isoformat(),
+                "promised_date": (today() + timedelta(days=10)).isoformat(),
                 "note": "after our payment run",
             }
             sent = await browser.post("/portal/promises", data=promise)
@@ -125,14 +129,14 @@ async def test_a_link_shows_its_customer_and_its_forms_act_for_it_alone() -> Non
             promised = await events_by(stack, alice, "dunning", ["PromiseToPayRecorded"])
             assert [e["actor"] for e in promised] == [f"portal:{link['link_id']}"]
             assert promised[0]["payload"]["amount"] == {"amount": 18_000, "currency": "EUR"}
-            late = {**promise, "promised_date": (TODAY - timedelta(days=1)).isoformat()}
+            late = {**promise, "promised_date": (today() - timedelta(days=1)).isoformat()}
             late["form_id"] = str(uuid.uuid4())
             refused = await browser.post("/portal/promises", data=late)
             assert refused.status_code == 422 and "between today" in refused.text
 
             statement = await browser.get(
                 "/portal/statement",
-                params={"from": TODAY.replace(day=1).isoformat(), "format": "csv"},
+                params={"from": today().replace(day=1).isoformat(), "format": "csv"},
             )
             assert statement.status_code == 200, statement.text
             assert statement.headers["content-type"].startswith("text/csv")
@@ -217,7 +221,7 @@ async def test_paying_chosen_invoices_on_the_gateways_page_pays_exactly_those() 
             assert checkout.status_code == 200 and "180.00 EUR" in checkout.text
             card = {
                 "card_number": "4242 4242 4242 4242",
-                "card_expiry": f"12/{(TODAY.year + 2) % 100:02d}",
+                "card_expiry": f"12/{(today().year + 2) % 100:02d}",
                 "card_cvc": "123",
                 "card_name": "Alice Example",
             }

@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from services.processes import ServiceProcess, listening, sandbox_gateway, wait_ready
 from services.registry import settings_of
-from tests.portal_stack import back_office, ok, onboard
+from tests.portal_stack import back_office, ok, onboard, today
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,6 @@ SHOTS = Path(
 )
 SECRET = "whsec_browser_test_0123456789"
 GATEWAY = "http://127.0.0.1:8107"
-TODAY = datetime.now(UTC).date()
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +91,9 @@ async def browser() -> AsyncIterator[Browser]:
 
 async def a_customer_owing_three_invoices(
     urls: dict[str, str], tenant: str
-) -> tuple[dict[str, str], dict[str, str], str]:
-    """Its invoices by number, the back office's headers, and the customer's portal link."""
+) -> tuple[dict[str, str], dict[str, str], str, date]:
+    """Its invoices by number, the back office's headers, the customer's portal link, and the
+    day its invoices' ages count from."""
     headers = back_office(tenant)
     cid = f"acme-{uuid.uuid4().hex[:6]}"
     async with (
@@ -101,8 +101,10 @@ async def a_customer_owing_three_invoices(
         httpx.AsyncClient(base_url=urls["credit"], timeout=30) as credit,
         httpx.AsyncClient(headers=headers, timeout=30) as api,
     ):
-        days = ((12_000, 50), (34_550, 20), (8_000, 3))
-        invoices = await onboard(invoice, credit, headers, cid, "Acme Tools GmbH", days)
+        days, onboarded_on = ((12_000, 50), (34_550, 20), (8_000, 3)), today()
+        invoices = await onboard(
+            invoice, credit, headers, cid, "Acme Tools GmbH", days, onboarded_on
+        )
         link = ok(
             await api.post(f"{urls['portal']}/v1/portal-links", json={"customer_id": cid}), 201
         )
@@ -119,7 +121,7 @@ async def a_customer_owing_three_invoices(
             ):
                 break
             await asyncio.sleep(0.2)
-    return invoices, headers, link["url"]
+    return invoices, headers, link["url"], onboarded_on
 
 
 async def shot(page: Page, name: str) -> None:
@@ -140,16 +142,21 @@ async def unlabelled_fields(page: Page) -> list[str]:
 async def test_a_customer_disputes_promises_and_pays_in_the_browser(
     stack: dict[str, str], tenant: str, browser: Browser
 ) -> None:
-    invoices, headers, url = await a_customer_owing_three_invoices(stack, tenant)
+    invoices, headers, url, onboarded_on = await a_customer_owing_three_invoices(stack, tenant)
     first, second, third = list(invoices)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
 
+    before = today()
     await page.goto(url)
+    rendered_on = {before, today()}
     assert page.url == f"{stack['portal']}/portal"  # the token left the address bar
     assert await page.get_attribute("html", "lang") == "en"
     assert await unlabelled_fields(page) == []
-    assert "20 days overdue" in await page.inner_text("main")  # issued 50 days ago, net 30
+    # issued 50 days before onboarding, on net 30: 20 days overdue that day
+    overdue = {f"{(d - onboarded_on).days + 20} days overdue" for d in rendered_on}
+    main = await page.inner_text("main")
+    assert any(text in main for text in overdue), overdue
     await shot(page, "01-account")
 
     await page.select_option("#dispute-invoice", invoices[second])
@@ -162,7 +169,7 @@ async def test_a_customer_disputes_promises_and_pays_in_the_browser(
     await shot(page, "02-disputed")
 
     await page.check(f"#pick-{third}")
-    await page.fill("#promise-date", (TODAY + timedelta(days=14)).isoformat())
+    await page.fill("#promise-date", (today() + timedelta(days=14)).isoformat())
     await page.click("#promise-button")
     await page.wait_for_url("**/portal?notice=promised")
     assert "Your promise to pay is recorded" in await page.inner_text("[role=status]")
@@ -176,7 +183,7 @@ async def test_a_customer_disputes_promises_and_pays_in_the_browser(
     assert await unlabelled_fields(page) == []
     await shot(page, "04-gateway")
     await page.fill("#card-number", "4242 4242 4242 4242")
-    await page.fill("#card-expiry", f"12/{(TODAY.year + 2) % 100:02d}")
+    await page.fill("#card-expiry", f"12/{(today().year + 2) % 100:02d}")
     await page.fill("#card-cvc", "123")
     await page.fill("#card-name", "Acme Accounts Payable")
     await page.click("#pay-button")
