@@ -8,6 +8,9 @@ error in headers, marked `dead_lettered` in the inbox, and the partition moves o
 
 Infrastructure failures (database or Kafka unreachable) are not the message's fault: the batch is
 rolled back, the partitions are rewound to the first uncommitted offset and retried later.
+
+Work that recomputes from state rather than applying one event (a customer's hold rules and risk
+score) can be deferred with `once_before_commit`: it then runs once per key per transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import logging
 import random
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +53,24 @@ class MessageContext:
 
 
 Handler = Callable[[AsyncSession, EventEnvelope, MessageContext], Awaitable[None]]
+Deferred = Callable[[AsyncSession], Awaitable[None]]
+_DEFERRED = "ledgerline.consumer.deferred"  # session.info key: the handler's deferred work
+
+
+async def once_before_commit(session: AsyncSession, key: Hashable, work: Deferred) -> None:
+    """Run `work` once per `key` just before the consumer's transaction commits, not per event.
+
+    For work that recomputes from the state the events leave behind: forty invoice events of one
+    customer in a batch need its hold rules and risk score reviewed once, not forty times. The
+    last registration for a key wins, so it must not capture state that a later event of the
+    same transaction changes. Where nothing defers (a transaction of one record, a re-drive, a
+    test calling the handler) the work runs at once, inside the handler's call.
+    """
+    staged: dict[Hashable, Deferred] | None = session.info.get(_DEFERRED)
+    if staged is None:
+        await work(session)
+    else:
+        staged[key] = work
 
 
 def caused_by(envelope: EventEnvelope, actor: str, customer_id: str | None = None) -> AppendContext:
@@ -87,6 +108,8 @@ class ConsumerStats:
     batches: int = 0
     infra_failures: int = 0
     conflicts: int = 0  # batches or records re-run in a new transaction
+    deferred_runs: int = 0  # once_before_commit work run at a transaction's end
+    deferred_failures: int = 0  # transactions re-applied record by record because of it
     last_error: str | None = None
     lag_by_partition: dict[str, int] = field(default_factory=dict)
 
@@ -103,6 +126,15 @@ class Unprocessable(Exception):
 
 class _StaleTransaction(Exception):
     """A handler met a concurrency conflict: only a new transaction can succeed."""
+
+
+class _DeferredWorkFailed(Exception):
+    """Work deferred to the end of a transaction failed; it cannot be pinned on one record, so
+    the transaction's records are applied again one per transaction, where it runs at once."""
+
+    def __init__(self, records: int) -> None:
+        super().__init__(f"deferred work failed in a transaction of {records} records")
+        self.records = records
 
 
 class ConsumerRuntime:
@@ -254,6 +286,11 @@ class ConsumerRuntime:
                 self.stats.conflicts += 1
                 await self._apply_alone(pending[0], applied)
                 done = 1
+            except _DeferredWorkFailed as failed:
+                self.stats.deferred_failures += 1
+                done = failed.records
+                for record in pending[:done]:
+                    await self._apply_alone(record, applied)
             pending = pending[done:]
         offsets: dict[TopicPartition, int] = {}
         for r in records:
@@ -284,14 +321,17 @@ class ConsumerRuntime:
         started = loop.time()
         done = 0
         committed: list[datetime] = []
+        deferred: dict[Hashable, Deferred] | None = {} if len(records) > 1 else None
         try:
             async with self.sessions() as session, session.begin():
                 for record in records:
-                    await self._process_one(session, record, committed, last_attempt)
+                    await self._process_one(session, record, committed, last_attempt, deferred)
                     done += 1
                     if budget is not None and loop.time() - started >= budget:
                         break
-        except (_InfrastructureFailure, _StaleTransaction):
+                if deferred:
+                    await self._run_deferred(session, deferred, done)
+        except (_InfrastructureFailure, _StaleTransaction, _DeferredWorkFailed):
             raise
         except Exception as exc:
             if database_unavailable(exc):
@@ -299,6 +339,26 @@ class ConsumerRuntime:
             raise
         applied.extend(committed)
         return done
+
+    async def _run_deferred(
+        self, session: AsyncSession, deferred: dict[Hashable, Deferred], records: int
+    ) -> None:
+        self.stats.deferred_runs += len(deferred)
+        attributes: dict[str, str | int] = {
+            "messaging.consumer.group.name": self.group_id,
+            "ledgerline.deferred_keys": len(deferred),
+        }
+        with _tracer.start_as_current_span("deferred work", attributes=attributes):
+            for work in deferred.values():
+                try:
+                    await work(session)
+                except Exception as exc:
+                    if database_unavailable(exc):
+                        raise _InfrastructureFailure(str(exc)) from exc
+                    if isinstance(exc, ConcurrencyConflict):
+                        raise _StaleTransaction(str(exc)) from exc
+                    log.warning("group %s: deferred work failed: %r", self.group_id, exc)
+                    raise _DeferredWorkFailed(records) from exc
 
     async def _apply_alone(
         self, record: ConsumerRecord[bytes, bytes], applied: list[datetime]
@@ -317,7 +377,10 @@ class ConsumerRuntime:
         record: ConsumerRecord[bytes, bytes],
         applied: list[datetime],
         last_attempt: bool,
+        deferred: dict[Hashable, Deferred] | None = None,
     ) -> None:
+        """Apply one record in a savepoint, with retries, else dead-letter it; the work it
+        defers joins `deferred` only if its savepoint commits."""
         if self.event_types is not None and of_another_type(record.headers, self.event_types):
             self.stats.skipped += 1
             return
@@ -359,7 +422,15 @@ class ConsumerRuntime:
                             span.set_attribute("ledgerline.duplicate", True)
                             self.stats.duplicates += 1
                             return
-                        await self.handler(session, envelope, ctx)
+                        staged: dict[Hashable, Deferred] = {}
+                        if deferred is not None:
+                            session.info[_DEFERRED] = staged
+                        try:
+                            await self.handler(session, envelope, ctx)
+                        finally:
+                            session.info.pop(_DEFERRED, None)
+                if deferred is not None:
+                    deferred.update(staged)  # last registration wins, first place kept
                 self.stats.processed += 1
                 applied.append(envelope.recorded_at)
                 return

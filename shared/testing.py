@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ import httpx
 
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
+from shared.messaging.kafka import Publisher, envelope_headers
 
 
 def envelope_of(
@@ -38,6 +39,20 @@ def envelope_of(
         payload=payload.model_dump(mode="json"),
         correlation_id=correlation_id,
     )
+
+
+async def publish_envelopes(
+    producer: Publisher, topic: str, envelopes: Iterable[EventEnvelope]
+) -> None:
+    """Put events on a topic as the outbox relay does: keyed by partition key, with the
+    envelope headers, in order."""
+    for e in envelopes:
+        await producer.send_and_wait(
+            topic,
+            value=e.to_json_bytes(),
+            key=e.partition_key.encode(),
+            headers=envelope_headers(e),
+        )
 
 
 class HostRoutes(httpx.AsyncBaseTransport):

@@ -14,13 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.audit import dlq
-from shared.consumer import ConsumerRuntime, MessageContext, Unprocessable
+from shared.consumer import ConsumerRuntime, MessageContext, Unprocessable, once_before_commit
 from shared.db import database_unavailable
 from shared.errors import StateConflict
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore
-from shared.messaging.kafka import envelope_headers, header, make_consumer, make_producer
+from shared.messaging.kafka import header, make_consumer, make_producer
 from shared.settings import KafkaSettings
+from shared.testing import publish_envelopes
 from shared.tests.kafka_helpers import read_topic
 from shared.topics import dlq_topic
 
@@ -65,12 +66,7 @@ async def publish(producer: AIOKafkaProducer, topic: str, *items: EventEnvelope 
         if isinstance(item, bytes):
             await producer.send_and_wait(topic, value=item, key=b"c1")
         else:
-            await producer.send_and_wait(
-                topic,
-                value=item.to_json_bytes(),
-                key=item.partition_key.encode(),
-                headers=envelope_headers(item),
-            )
+            await publish_envelopes(producer, topic, [item])
 
 
 class Recorder:
@@ -534,3 +530,105 @@ async def test_a_long_batch_commits_every_transaction_budget_and_applies_each_ev
     per_transaction = Counter(handler.transactions).values()
     assert len(per_transaction) >= 3 and max(per_transaction) <= 5, per_transaction
     assert rt.stats.batches < len(per_transaction)  # several transactions within one batch
+
+
+class Reviewing(Recorder):
+    """Records each event, then defers a per-customer review that writes one summary row: how
+    many of the customer's effects it saw, and in which transaction. Customer ``bad``'s review
+    fails."""
+
+    def __init__(self, table: str, summaries: str) -> None:
+        super().__init__(table)
+        self.summaries = summaries
+
+    async def __call__(self, session: AsyncSession, e: EventEnvelope, ctx: MessageContext) -> None:
+        await session.execute(
+            text(f"INSERT INTO {self.table} VALUES (:id, :label)"),
+            {"id": e.event_id, "label": f"{e.customer_id}/{e.payload['label']}"},
+        )
+        customer = e.customer_id
+
+        async def review(s: AsyncSession) -> None:
+            if customer == "bad":
+                raise ValueError("the review of bad fails")
+            await s.execute(
+                text(
+                    f"""INSERT INTO {self.summaries}
+                        SELECT :c, count(*), pg_current_xact_id()::text::bigint
+                        FROM {self.table} WHERE label LIKE :c || '/%'"""
+                ),
+                {"c": customer},
+            )
+
+        await once_before_commit(session, customer, review)
+        if e.payload["label"] == "refused":  # fails after deferring: the review must not run
+            raise ValueError("handler refuses")
+
+
+@pytest.fixture
+async def summaries_table(scratch_schema: str, sessions: async_sessionmaker[AsyncSession]) -> str:
+    async with sessions() as s, s.begin():
+        await s.execute(
+            text(
+                f"CREATE TABLE {scratch_schema}.summaries"
+                " (customer text, effects bigint, transaction bigint)"
+            )
+        )
+    return f"{scratch_schema}.summaries"
+
+
+async def test_deferred_work_runs_once_per_customer_per_transaction_after_its_events(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    summaries_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """Twenty events of two customers: each customer is reviewed once per transaction its
+    events were applied in, after them; a handler that fails after deferring leaves no review."""
+    events = [make_envelope(f"e{n:02d}", customer=f"c{n % 2}") for n in range(20)]
+    await publish(producer, fresh_topic, *events, make_envelope("refused", customer="c3"))
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Reviewing(effects_table, summaries_table)
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    rt.transaction_budget = 30.0
+    await run_until(rt, lambda: rt.stats.processed >= 20 and rt.stats.dead_lettered >= 1)
+
+    async with sessions() as s:
+        reviews = (
+            await s.execute(text(f"SELECT * FROM {summaries_table} ORDER BY transaction"))
+        ).all()
+    assert {r.customer for r in reviews} == {"c0", "c1"}  # not c3: its handler failed
+    per_customer = Counter((r.customer, r.transaction) for r in reviews)
+    assert set(per_customer.values()) == {1}  # once per customer per transaction
+    assert len(reviews) < 20 and rt.stats.deferred_runs == len(reviews)
+    assert [r.effects for r in reviews if r.customer == "c0"][-1] == 10  # saw every event
+
+
+async def test_a_failing_deferred_review_is_pinned_on_its_record_and_dead_lettered(
+    scratch_schema: str,
+    sessions: async_sessionmaker[AsyncSession],
+    effects_table: str,
+    summaries_table: str,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """The batch's transaction rolls back and its records are applied one per transaction,
+    where the review runs inside the handler's call: only the event whose review fails is
+    retried and dead-lettered; the others are applied and reviewed."""
+    events = [make_envelope("a", "c1"), make_envelope("b", "bad"), make_envelope("c", "c1")]
+    await publish(producer, fresh_topic, *events)
+    group, handler = f"g-{uuid.uuid4().hex[:6]}", Reviewing(effects_table, summaries_table)
+    rt = runtime(kafka_settings, producer, sessions, scratch_schema, group, fresh_topic, handler)
+    await run_until(rt, lambda: rt.stats.processed >= 2 and rt.stats.dead_lettered >= 1)
+
+    assert rt.stats.deferred_failures == 1
+    assert await effect_labels(sessions, effects_table) == ["c1/a", "c1/c"]
+    [dead] = await read_topic(kafka_settings, dlq_topic(fresh_topic), expect=1)
+    assert dead.value == events[1].to_json_bytes()
+    assert header(dead.headers, "dlq.error.message") == "the review of bad fails"
+    async with sessions() as s:
+        last = await s.scalar(text(f"SELECT max(effects) FROM {summaries_table}"))
+    assert last == 2

@@ -34,6 +34,7 @@ from shared.money import Money, Rounding
 store = EventStore(SCHEMA)
 _folded_accounts: FoldCache[CreditAccountState] = FoldCache(store, accounts.evolve)
 T = TypeVar("T")
+LoadedAccount = tuple[CreditAccountState | None, int]  # (state, stream version): None if none yet
 
 
 def now() -> datetime:
@@ -44,9 +45,7 @@ def account_stream(tenant_id: str, customer_id: str) -> str:
     return f"credit_account-{tenant_id}:{customer_id}"
 
 
-async def find_account(
-    session: AsyncSession, tenant_id: str, customer_id: str
-) -> tuple[CreditAccountState | None, int]:
+async def find_account(session: AsyncSession, tenant_id: str, customer_id: str) -> LoadedAccount:
     return await _folded_accounts.load(session, account_stream(tenant_id, customer_id), tenant_id)
 
 

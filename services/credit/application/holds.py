@@ -89,9 +89,18 @@ async def evaluate(
         await accounts.save_account(session, state, version, events, ctx, customer_id)
 
 
-async def review(session: AsyncSession, ctx: AppendContext, customer_id: str, today: date) -> None:
-    """Hold rules and risk score after a change, on one load of the account stream."""
-    state, version = await accounts.find_account(session, ctx.tenant_id, customer_id)
+async def review(
+    session: AsyncSession,
+    ctx: AppendContext,
+    customer_id: str,
+    today: date,
+    account: accounts.LoadedAccount | None = None,
+) -> None:
+    """Hold rules and risk score after a change, on one load of the account stream (`account`,
+    the state and version the caller has just saved in this transaction, spares even that)."""
+    if account is None:
+        account = await accounts.find_account(session, ctx.tenant_id, customer_id)
+    state, version = account
     if state is None:
         return  # no credit account: nothing to hold or score
     events = await rule_events(session, ctx.tenant_id, state, today)

@@ -1,7 +1,8 @@
 """Risk scores: assessed from the behaviour facts kept beside exposure, published on change.
 
-Recomputed whenever one of the customer's invoices changes (the invoice consumer) and by the
-periodic sweeper, because lateness grows with the calendar as well as with events.
+Recomputed after the customer's invoice events (the invoice consumer, once per customer per
+transaction) and by the periodic sweeper, because lateness grows with the calendar as well as
+with events.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Exposure from the invoice stream; a passed check's reservation ends when its invoice is issued.
 
-Runs inside the consumer runtime's batch transaction, with the inbox row.
+Runs inside the consumer runtime's batch transaction, with the inbox row. Each event updates
+exposure; the customer's hold rules and risk score, which read the customer's whole history, are
+reviewed once per transaction (`once_before_commit`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.credit.adapters import exposure
 from services.credit.application import accounts, holds
 from services.credit.domain import account as domain
-from shared.consumer import MessageContext, caused_by
+from shared.consumer import MessageContext, caused_by, once_before_commit
 from shared.contracts import invoice as inv
 from shared.contracts.dunning import AccountEscalated
 from shared.events.envelope import EventEnvelope
@@ -27,6 +29,8 @@ async def on_invoice_event(
         return
     event = registry.decode(envelope)
     tenant = envelope.tenant_id
+    # The account as this event left it, when handling the event already loaded it.
+    account: accounts.LoadedAccount | None = None
     match event:
         case inv.InvoiceIssued():
             await exposure.record_issued(
@@ -38,9 +42,11 @@ async def on_invoice_event(
                 event.due_date,
                 event.issue_date,
             )
-            await _release_reservation(
+            released = await _release_reservation(
                 session, envelope, event.customer_id, f"invoice:{event.invoice_id}"
             )
+            if event.customer_id == envelope.customer_id:  # the account the review is about
+                account = released
         case inv.PaymentApplied():
             await exposure.adjust_open(
                 session,
@@ -72,9 +78,18 @@ async def on_invoice_event(
         case _:
             return
     if envelope.customer_id:  # the hold rules and the risk score may have moved
-        await holds.review(
-            session, caused_by(envelope, holds.SYSTEM), envelope.customer_id, accounts.now().date()
+        ctx, customer, today = (
+            caused_by(envelope, holds.SYSTEM),
+            envelope.customer_id,
+            accounts.now().date(),
         )
+
+        async def review(s: AsyncSession) -> None:
+            # `account` stays current until the commit: this handler writes a customer's account
+            # only just before registering its review, and a later registration replaces this one.
+            await holds.review(s, ctx, customer, today, account)
+
+        await once_before_commit(session, ("review", tenant, customer), review)
 
 
 async def on_dunning_event(
@@ -94,10 +109,12 @@ async def on_dunning_event(
 
 async def _release_reservation(
     session: AsyncSession, envelope: EventEnvelope, customer_id: str, reference: str
-) -> None:
+) -> accounts.LoadedAccount:
+    """The account after the release (for the review that follows in the same transaction)."""
     state, version = await accounts.find_account(session, envelope.tenant_id, customer_id)
     if state is None:
-        return  # issued without a check (override / outage policy): nothing reserved
+        return None, version  # issued without a check (override / outage policy): no account
     events = domain.release_reservation(state, reference, "invoiced")
     ctx = caused_by(envelope, "system:credit-invoice-consumer")
-    await accounts.save_account(session, state, version, events, ctx, customer_id)
+    saved = await accounts.save_account(session, state, version, events, ctx, customer_id)
+    return saved, version + len(events)

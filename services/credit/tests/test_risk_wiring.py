@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.credit.application import accounts, risk
 from services.credit.consumers.invoices import on_invoice_event
-from services.credit.tests.test_api import auth, set_limit
+from services.credit.tests.test_api import auth, check, set_limit
 from services.invoice.domain import invoice as inv
 from shared.consumer import MessageContext
 from shared.contracts.invoice import CreditCheckRecord, LineItem, PaymentTerms
@@ -161,3 +163,61 @@ async def test_prompt_payers_score_low(
     body = (await api.get("/v1/customers/fast-co/risk", headers=auth(tenant))).json()
     assert body["band"] == "low" and body["score"] < 25
     assert body["recommended_limit"] is not None
+
+
+async def test_an_issued_invoice_releases_its_reservation_and_is_reviewed_on_one_read(
+    api: httpx.AsyncClient,
+    credit_sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+) -> None:
+    """The release and the hold/risk review share the account as the release saved it: the
+    account stream is read once per InvoiceIssued, and the review still appends after it."""
+    await set_limit(api, tenant, "once-co", 1_000_000)
+    invoice_id = uuid.uuid4()
+    await check(api, tenant, "once-co", 100_000, f"invoice:{invoice_id}")
+    lines = [LineItem(description="work", quantity=Decimal(1), unit_price=100_000)]
+    drafted = inv.draft_invoice(
+        invoice_id, "once-co", "EUR", lines, PaymentTerms(kind="net", net_days=30), "INV"
+    )
+    state = inv.replay(drafted)
+    assert state is not None
+    issued = inv.issue_invoice(
+        state,
+        "INV-1",
+        datetime.now(UTC).date(),
+        CreditCheckRecord(outcome="passed", check_id="c"),
+    )
+    stream = accounts.account_stream(tenant, "once-co")
+    reads: list[str] = []
+
+    def count_reads(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
+        if "stream_version >=" in statement and stream in str(params):
+            reads.append(statement)
+
+    async with credit_sessions() as s:
+        _, before = await accounts.load_account(s, tenant, "once-co")
+    async with credit_sessions() as s, s.begin():
+        assert s.bind is not None
+        engine = s.bind.sync_engine
+        event.listen(engine, "before_cursor_execute", count_reads)
+        try:
+            for version, e in enumerate([*drafted, *issued], start=1):
+                await on_invoice_event(
+                    s,
+                    envelope_of(
+                        tenant,
+                        e,
+                        stream_id=f"invoice-{invoice_id}",
+                        customer_id="once-co",
+                        stream_version=version,
+                    ),
+                    CTX,
+                )
+        finally:
+            event.remove(engine, "before_cursor_execute", count_reads)
+    assert len(reads) == 1
+    async with credit_sessions() as s:
+        after, version = await accounts.load_account(s, tenant, "once-co")
+    assert not after.reservations  # released
+    assert after.last_risk is not None  # scored by the review, appended after the release
+    assert version >= before + 2

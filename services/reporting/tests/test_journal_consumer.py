@@ -24,9 +24,9 @@ from services.reporting.tests.journal_helpers import (
 from services.reporting.tests.test_postings import issued
 from shared.audit import dlq
 from shared.consumer import ConsumerRuntime
-from shared.events.envelope import EventEnvelope
-from shared.messaging.kafka import envelope_headers, make_consumer, make_producer
+from shared.messaging.kafka import make_consumer, make_producer
 from shared.settings import KafkaSettings
+from shared.testing import publish_envelopes
 from shared.topics import event_topic
 
 
@@ -48,16 +48,6 @@ async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProdu
     await p.stop()
 
 
-async def _publish(producer: AIOKafkaProducer, topic: str, *envelopes: EventEnvelope) -> None:
-    for e in envelopes:
-        await producer.send_and_wait(
-            topic,
-            value=e.to_json_bytes(),
-            key=e.partition_key.encode(),
-            headers=envelope_headers(e),
-        )
-
-
 @pytest.mark.integration
 async def test_a_missing_rate_is_dead_lettered_then_redriven(
     reporting_sessions: async_sessionmaker[AsyncSession],
@@ -70,7 +60,8 @@ async def test_a_missing_rate_is_dead_lettered_then_redriven(
     await ledger.functional("EUR")
     yen = ledger.invoice_event(issued("c1", 500000, 0, "JPY", day(3), "INV-JPY"))
     euro = ledger.invoice_event(issued("c1", 1000, 0, "EUR", day(4), "INV-EUR"))
-    await _publish(producer, fresh_topic, yen, euro)  # one customer: one partition, this order
+    # one customer: one partition, this order
+    await publish_envelopes(producer, fresh_topic, [yen, euro])
 
     group = f"reporting.journal.test-{uuid.uuid4().hex[:6]}"
     handler = JournalProjector("reporting")
