@@ -169,18 +169,35 @@ async def quiet_state(admin: AsyncEngine, tenant: str) -> Quiet:
     return state
 
 
-async def wait_until_quiet(admin: AsyncEngine, tenant: str, timeout: float) -> float:
+@dataclass
+class Drain:
+    seconds: float
+    left: dict[str, int]  # what each outbox and group had to do when first seen with work
+    busy_until: dict[str, float]  # when each was last seen with work (seconds into the wait)
+
+    def summary(self) -> str:
+        last = sorted(self.busy_until.items(), key=lambda kv: -kv[1])[:3]
+        busy = ", ".join(f"{k} {v:.0f}s" for k, v in last)
+        return f"quiet after {self.seconds:.1f}s (left: {self.left}; last busy: {busy})"
+
+
+async def wait_until_quiet(admin: AsyncEngine, tenant: str, timeout: float) -> Drain:
     """Until every outbox is relayed and every consumer group has processed every event of the
-    tenant on its topics (twice in a row: a processed event may cause new ones); the seconds it
-    took."""
+    tenant on its topics (twice in a row: a processed event may cause new ones), with what each
+    had left and when each drained: a slow drain names the consumer it waited on."""
     started = time.monotonic()
     quiet_in_a_row = 0
     state = Quiet()
+    left: dict[str, int] = {}
+    busy_until: dict[str, float] = {}
     while time.monotonic() - started < timeout:
         state = await quiet_state(admin, tenant)
+        work = {k: v for k, v in {**state.backlog, **state.undelivered}.items() if v}
+        left = left or work
+        busy_until |= dict.fromkeys(work, time.monotonic() - started)
         quiet_in_a_row = quiet_in_a_row + 1 if state.is_quiet else 0
         if quiet_in_a_row >= 2:
-            return time.monotonic() - started
+            return Drain(time.monotonic() - started, left, busy_until)
         await asyncio.sleep(1.0)
     raise AssertionError(
         f"not quiet after {timeout:.0f}s: {state}\n"
@@ -438,8 +455,8 @@ async def reconcile(
 ) -> Report:
     """All of the above, after waiting for quiet; raises with the first difference."""
     report = Report()
-    waited = await wait_until_quiet(admin, book.tenant, quiet_timeout)
-    report.notes.append(f"quiet after {waited:.1f}s")
+    drain = await wait_until_quiet(admin, book.tenant, quiet_timeout)
+    report.notes.append(drain.summary())
     stored = await tenant_events(admin, book.tenant)
     on_topics = await tenant_records(kafka, since, book.tenant)
     check_nothing_lost(stored, on_topics, report)

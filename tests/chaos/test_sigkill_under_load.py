@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 SIZES = [
     pytest.param(Size(operations=200, customers=8, workers=6, kill_every=3.0), id="ci-200"),
     pytest.param(
-        Size(operations=10_000, customers=40, workers=10, kill_every=3.0),
+        Size(operations=10_000, customers=40, workers=10, kill_every=3.0, quiet_timeout=900),
         id="full-10000",
         marks=pytest.mark.slow,
     ),
@@ -71,7 +71,7 @@ async def test_sigkill_random_services_under_mixed_load(
         assert sum(load.done.values()) == size.operations, load.done
 
         report = await reconcile(
-            admin_engine, kafka_settings, topic_ends, api, book, quiet_timeout=180
+            admin_engine, kafka_settings, topic_ends, api, book, size.quiet_timeout
         )
     finally:
         await api.close()
