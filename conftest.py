@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_sessionmaker
 from shared.eventstore.schema import audit_ddl, kernel_ddl
-from shared.messaging.kafka import ensure_topics
 from shared.settings import KafkaSettings
+from shared.testing import temporary_topics
 
 
 def admin_dsn() -> str:
@@ -76,8 +76,7 @@ def sessions(admin_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def fresh_topic(kafka_settings: KafkaSettings) -> str:
-    """A new topic (and its .dlq), 3 partitions, for one test."""
-    topic = f"test.{uuid.uuid4().hex[:12]}.v1"
-    await ensure_topics(kafka_settings, [topic], partitions=3)
-    return topic
+async def fresh_topic(kafka_settings: KafkaSettings) -> AsyncIterator[str]:
+    """A new topic (and its .dlq), 3 partitions, for one test; deleted after it."""
+    async with temporary_topics(kafka_settings, [f"test.{uuid.uuid4().hex[:12]}.v1"]) as topics:
+        yield topics[0]

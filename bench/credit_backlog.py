@@ -30,7 +30,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
 from shared.eventstore.store import AppendContext
-from shared.messaging.kafka import ensure_topics, make_consumer, make_producer
+from shared.messaging.kafka import delete_topics, ensure_topics, make_consumer, make_producer
 from shared.money import Money
 from shared.settings import KafkaSettings
 from shared.testing import envelope_of, publish_envelopes
@@ -89,10 +89,10 @@ async def main(args: argparse.Namespace) -> None:
                 for v, e in enumerate(history, start=1)
             ]
     topic = f"bench.credit.{uuid.uuid4().hex[:8]}.v1"
-    await ensure_topics(kafka, [topic], partitions=3)
     producer = make_producer(kafka, "bench-credit")
     await producer.start()
     try:
+        await ensure_topics(kafka, [topic], partitions=3)
         await publish_envelopes(producer, topic, envelopes)
 
         group = f"bench-credit-{uuid.uuid4().hex[:6]}"
@@ -121,6 +121,7 @@ async def main(args: argparse.Namespace) -> None:
         await task
         await consumer.stop()
     finally:
+        await delete_topics(kafka, [topic])
         await producer.stop()
         await engine.dispose()
     stats = runtime.stats

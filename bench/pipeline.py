@@ -31,9 +31,10 @@ from services.reporting.projections.tables import PROJECTION_TABLES
 from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import NewEvent
 from shared.eventstore.store import AppendContext, EventStore
-from shared.messaging.kafka import ensure_topics, make_producer
+from shared.messaging.kafka import make_producer
 from shared.outbox import OutboxRelay, TopicRouter
 from shared.settings import KafkaSettings
+from shared.testing import temporary_topics
 
 CTX = AppendContext(tenant_id="bench", actor="system:bench", customer_id="c-1")
 PAYLOAD = {
@@ -149,8 +150,10 @@ async def bench_relay(
     try:
         for concurrent in (False, True):
             topic = f"bench.relay.{uuid.uuid4().hex[:8]}"
-            await ensure_topics(kafka, [topic], partitions=3)
-            async with scratch_schema(engine, "bench_relay") as schema:
+            async with (
+                temporary_topics(kafka, [topic]),
+                scratch_schema(engine, "bench_relay") as schema,
+            ):
                 relay = OutboxRelay(engine, schema, producer, to(topic), batch_size=1000)
                 if not concurrent:
                     await write(sessions, schema, events // 100, 100, 4)

@@ -31,10 +31,13 @@
 : "${LEDGERLINE_KAFKA_HEAP:=-Xmx768m}"
 : "${LEDGERLINE_KAFKA_JVM_OPTS:=-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
 
-# Readiness / shutdown timeouts, in seconds.
+# Readiness / shutdown timeouts, in seconds. Kafka's count from its log's last line: a broker
+# loading or closing thousands of partitions logs as it goes, and is waited for while it does, up
+# to LEDGERLINE_KAFKA_MAX_WAIT in all.
 : "${LEDGERLINE_PG_START_TIMEOUT:=60}"
 : "${LEDGERLINE_KAFKA_START_TIMEOUT:=90}"
 : "${LEDGERLINE_KAFKA_STOP_TIMEOUT:=30}"
+: "${LEDGERLINE_KAFKA_MAX_WAIT:=900}"
 
 # --- derived values ----------------------------------------------------------------------------
 LEDGERLINE_LOG_DIR="$LEDGERLINE_STATE_DIR/logs"
@@ -69,7 +72,7 @@ export LEDGERLINE_STATE_DIR LEDGERLINE_PG_HOST LEDGERLINE_PG_PORT LEDGERLINE_PG_
   LEDGERLINE_PG_SUPERUSER LEDGERLINE_PG_SUPERUSER_PASSWORD LEDGERLINE_PG_OS_USER \
   LEDGERLINE_KAFKA_HOST LEDGERLINE_KAFKA_PORT LEDGERLINE_KAFKA_CONTROLLER_PORT \
   LEDGERLINE_KAFKA_HEAP LEDGERLINE_KAFKA_JVM_OPTS LEDGERLINE_PG_START_TIMEOUT \
-  LEDGERLINE_KAFKA_START_TIMEOUT LEDGERLINE_KAFKA_STOP_TIMEOUT \
+  LEDGERLINE_KAFKA_START_TIMEOUT LEDGERLINE_KAFKA_STOP_TIMEOUT LEDGERLINE_KAFKA_MAX_WAIT \
   LEDGERLINE_ADMIN_DSN LEDGERLINE_KAFKA_BOOTSTRAP _LL_DERIVED_ADMIN_DSN _LL_DERIVED_KAFKA_BOOTSTRAP
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -93,6 +96,19 @@ ll_tail_log() {
   else
     printf '(log file %s does not exist or is not readable)\n' "$file" >&2
   fi
+}
+
+# Succeed while a wait may go on: the file grew within the last `quiet` seconds and `cap` seconds
+# have not passed since `started` (both in $SECONDS). The caller keeps the file's last size and
+# when it changed in LL_SEEN_SIZE and LL_SEEN_AT (set LL_SEEN_SIZE=-1 before the first call).
+ll_still_progressing() {
+  local file="$1" quiet="$2" cap="$3" started="$4" size
+  size="$(stat -c %s -- "$file" 2>/dev/null || echo 0)"
+  if [ "$size" != "$LL_SEEN_SIZE" ]; then
+    LL_SEEN_SIZE="$size"
+    LL_SEEN_AT="$SECONDS"
+  fi
+  [ $((SECONDS - LL_SEEN_AT)) -lt "$quiet" ] && [ $((SECONDS - started)) -lt "$cap" ]
 }
 
 # True when something accepts TCP connections on host:port (2 s timeout, bash /dev/tcp only).

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,8 @@ import httpx
 
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
-from shared.messaging.kafka import Publisher, envelope_headers
+from shared.messaging.kafka import Publisher, delete_topics, ensure_topics, envelope_headers
+from shared.settings import KafkaSettings
 
 
 def envelope_of(
@@ -67,3 +69,15 @@ class HostRoutes(httpx.AsyncBaseTransport):
         if app is None:
             raise httpx.ConnectError(f"no app for host {request.url.host}", request=request)
         return await httpx.ASGITransport(app=app).handle_async_request(request)
+
+
+@contextlib.asynccontextmanager
+async def temporary_topics(
+    settings: KafkaSettings, topics: Sequence[str], *, partitions: int = 3
+) -> AsyncIterator[Sequence[str]]:
+    """The topics (and their `.dlq`s) for one test or bench run, deleted when it ends."""
+    await ensure_topics(settings, topics, partitions=partitions)
+    try:
+        yield topics
+    finally:
+        await delete_topics(settings, topics)

@@ -37,9 +37,11 @@ tail_log_since() {
 }
 
 # Wait until the broker with the given pid has logged "Kafka Server started" (after byte offset
-# $2 of the log) and accepts TCP connections; fail early if the process dies.
+# $2 of the log) and accepts TCP connections; fail early if the process dies, or once its log has
+# been silent for LEDGERLINE_KAFKA_START_TIMEOUT (loading many partitions logs each one).
 wait_ready() {
-  local pid="$1" offset="$2" deadline=$((SECONDS + LEDGERLINE_KAFKA_START_TIMEOUT))
+  local pid="$1" offset="$2" started="$SECONDS"
+  LL_SEEN_SIZE=-1
   while :; do
     if ! ll_pid_alive "$pid"; then
       tail_log_since "$offset"
@@ -51,9 +53,10 @@ wait_ready() {
       ll_tcp_open "$LEDGERLINE_KAFKA_HOST" "$LEDGERLINE_KAFKA_PORT"; then
       return 0
     fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
+    if ! ll_still_progressing "$LEDGERLINE_KAFKA_LOG" "$LEDGERLINE_KAFKA_START_TIMEOUT" \
+      "$LEDGERLINE_KAFKA_MAX_WAIT" "$started"; then
       tail_log_since "$offset"
-      ll_die "Kafka (pid $pid) not ready on $LEDGERLINE_KAFKA_BOOTSTRAP after ${LEDGERLINE_KAFKA_START_TIMEOUT}s; it was left running - inspect the log, then deploy/kafka/stop.sh"
+      ll_die "Kafka (pid $pid) not ready on $LEDGERLINE_KAFKA_BOOTSTRAP after $((SECONDS - started))s (its log silent for $((SECONDS - LL_SEEN_AT))s); it was left running - inspect the log, then deploy/kafka/stop.sh"
     fi
     sleep 0.5
   done

@@ -29,10 +29,14 @@ fi
 
 ll_log "stopping Kafka (pid $pid)"
 kill -TERM "$pid" 2>/dev/null || true
-deadline=$((SECONDS + LEDGERLINE_KAFKA_STOP_TIMEOUT))
+# A broker killed mid-shutdown recovers every unflushed segment at its next start: wait while it
+# still logs its shutdown.
+started="$SECONDS"
+LL_SEEN_SIZE=-1
 while ll_pid_alive "$pid"; do
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    ll_warn "Kafka (pid $pid) still running after ${LEDGERLINE_KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+  if ! ll_still_progressing "$LEDGERLINE_KAFKA_LOG" "$LEDGERLINE_KAFKA_STOP_TIMEOUT" \
+    "$LEDGERLINE_KAFKA_MAX_WAIT" "$started"; then
+    ll_warn "Kafka (pid $pid) still running after $((SECONDS - started))s (its log silent for $((SECONDS - LL_SEEN_AT))s); sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
       ll_pid_alive "$pid" || break

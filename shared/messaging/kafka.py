@@ -260,20 +260,8 @@ async def ensure_topics(
     attempts: int = 30,
 ) -> list[str]:
     """Create each topic (and its `.dlq`) with infinite retention if missing; returns those created."""
-    wanted: list[str] = []
-    for topic in topics:
-        wanted.append(topic)
-        if with_dlq:
-            wanted.append(dlq_topic(topic))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    for attempt in range(attempts):
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(1)
+    wanted = _with_dlqs(topics, with_dlq)
+    admin = await _started_admin(settings, attempts)
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
@@ -300,3 +288,43 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def delete_topics(
+    settings: KafkaSettings, topics: Iterable[str], *, with_dlq: bool = True, attempts: int = 30
+) -> list[str]:
+    """Delete each topic (and its `.dlq`) that exists; returns those deleted. For what tests and
+    benches create: a broker keeping every such topic took minutes to start after a few hundred
+    test runs."""
+    wanted = _with_dlqs(topics, with_dlq)
+    admin = await _started_admin(settings, attempts)
+    try:
+        existing = set(await admin.list_topics())
+        present = [t for t in wanted if t in existing]
+        if present:
+            await admin.delete_topics(present)
+        return present
+    finally:
+        await admin.close()
+
+
+def _with_dlqs(topics: Iterable[str], with_dlq: bool) -> list[str]:
+    names: list[str] = []
+    for topic in topics:
+        names.append(topic)
+        if with_dlq:
+            names.append(dlq_topic(topic))
+    return names
+
+
+async def _started_admin(settings: KafkaSettings, attempts: int) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    for attempt in range(attempts):
+        try:
+            await admin.start()
+            return admin
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable: attempts must be positive")

@@ -25,9 +25,10 @@ from services.reporting.tests.conftest import Ledger
 from shared.consumer import ConsumerRuntime
 from shared.db import make_sessionmaker
 from shared.events.envelope import EventEnvelope
-from shared.messaging.kafka import ensure_topics, envelope_headers, make_consumer, make_producer
+from shared.messaging.kafka import envelope_headers, make_consumer, make_producer
 from shared.migrations import upgrade
 from shared.settings import KafkaSettings
+from shared.testing import temporary_topics
 
 D = date.fromisoformat
 
@@ -79,14 +80,24 @@ async def produce(
         )
 
 
-async def test_rebuild_swaps_in_equal_tables_while_events_arrive_and_reads_go_on(
-    admin_engine: AsyncEngine, kafka_settings: KafkaSettings, schema: str
-) -> None:
+@pytest.fixture
+async def run_topics(kafka_settings: KafkaSettings) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """This run's id and its customer, invoice and payment topics."""
     run = uuid.uuid4().hex[:8]
     topics = {
         kind: f"test.reporting.{kind}.{run}.v1" for kind in ("customer", "invoice", "payment")
     }
-    await ensure_topics(kafka_settings, list(topics.values()), partitions=3)
+    async with temporary_topics(kafka_settings, list(topics.values())):
+        yield run, topics
+
+
+async def test_rebuild_swaps_in_equal_tables_while_events_arrive_and_reads_go_on(
+    admin_engine: AsyncEngine,
+    kafka_settings: KafkaSettings,
+    schema: str,
+    run_topics: tuple[str, dict[str, str]],
+) -> None:
+    run, topics = run_topics
     sessions = make_sessionmaker(admin_engine)
     ledger = Ledger(sessions, f"t{run}", Tables(schema))
     before = business(ledger, customers=40, seed=1)
