@@ -3,7 +3,9 @@
 The scheduler runs each customer with open invoices near or past due, one transaction per
 customer. Several instances can run: a customer being run elsewhere is skipped (a transaction
 advisory lock), and even without the lock the case stream's version check lets only one run
-record a step.
+record a step. A customer already run today is run again only once something its run reads has
+changed (`customers.ran_on`, `ran_inputs`, `ran_case_version`): the same facts on the same day
+decide nothing new.
 
 Each run also queues the statements of account customers asked for (`statement_frequency`):
 one outbox row per customer and closed period, whose unique period key makes every later run
@@ -32,33 +34,80 @@ from shared.web.runtime import ServiceRuntime, every
 HORIZON_DAYS = 60
 
 
+_DUE = f"""SELECT DISTINCT tenant_id, customer_id FROM {SCHEMA}.invoices
+            WHERE status = 'open' AND open_minor > 0 AND due_date <= :horizon
+              AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)"""
+
+# What a run reads besides its case, as one text per customer (NULLs keep their place in a row's
+# text; a customer without a row reads as the row's defaults). Only approved steps: the pending
+# approvals a run itself records must not make it look changed.
+_INPUTS = f"""md5(ROW(
+    (SELECT string_agg(ROW(i.invoice_id, i.number, i.currency, i.status, i.issue_date,
+                           i.due_date, i.open_minor, i.disputed_minor)::text, ','
+                       ORDER BY i.invoice_id)
+     FROM {SCHEMA}.invoices i
+     WHERE i.tenant_id = d.tenant_id AND i.customer_id = d.customer_id AND i.status <> 'draft'),
+    COALESCE((SELECT ROW(c.segment, c.paid_count, c.on_time_count, c.days_late_sum)::text
+              FROM {SCHEMA}.customers c
+              WHERE c.tenant_id = d.tenant_id AND c.customer_id = d.customer_id),
+             ROW(NULL::text, 0, 0, 0)::text),
+    (SELECT string_agg(ROW(p.scope, p.version)::text, ',' ORDER BY p.scope)
+     FROM {SCHEMA}.policies p WHERE p.tenant_id = d.tenant_id),
+    (SELECT string_agg(ROW(a.invoice_id, a.step_id)::text, ',' ORDER BY a.invoice_id, a.step_id)
+     FROM {SCHEMA}.approvals a
+     WHERE a.tenant_id = d.tenant_id AND a.customer_id = d.customer_id
+       AND a.status = 'approved'))::text)"""
+
+
 async def due_customers(
     session: AsyncSession, today: date, tenant_id: str | None = None
 ) -> list[tuple[str, str]]:
     rows = await session.execute(
-        text(
-            f"""SELECT DISTINCT tenant_id, customer_id FROM {SCHEMA}.invoices
-                WHERE status = 'open' AND open_minor > 0 AND due_date <= :horizon
-                  AND (CAST(:tenant AS text) IS NULL OR tenant_id = :tenant)
-                ORDER BY tenant_id, customer_id"""
-        ),
+        text(f"{_DUE} ORDER BY tenant_id, customer_id"),
         {"horizon": today + timedelta(days=HORIZON_DAYS), "tenant": tenant_id},
     )
     return [(r.tenant_id, r.customer_id) for r in rows]
+
+
+async def customers_to_run(
+    session: AsyncSession, today: date, tenant_id: str | None = None
+) -> list[tuple[str, str, str]]:
+    """The due customers not yet run `today` with the inputs and case they have now, each with
+    its inputs' fingerprint: the same day, a run on the same facts decides nothing new."""
+    rows = await session.execute(
+        text(
+            f"""WITH due AS ({_DUE}),
+                inputs AS (SELECT d.tenant_id, d.customer_id, {_INPUTS} AS inputs FROM due d)
+                SELECT n.tenant_id, n.customer_id, n.inputs
+                FROM inputs n
+                LEFT JOIN {SCHEMA}.customers c USING (tenant_id, customer_id)
+                LEFT JOIN {SCHEMA}.cases k USING (tenant_id, customer_id)
+                WHERE c.ran_on IS DISTINCT FROM :today
+                   OR c.ran_inputs IS DISTINCT FROM n.inputs
+                   OR c.ran_case_version IS DISTINCT FROM COALESCE(k.version, 0)
+                ORDER BY n.tenant_id, n.customer_id"""
+        ),
+        {"horizon": today + timedelta(days=HORIZON_DAYS), "tenant": tenant_id, "today": today},
+    )
+    return [(r.tenant_id, r.customer_id, r.inputs) for r in rows]
 
 
 async def run_all(
     sessions: async_sessionmaker[AsyncSession], today: date, tenant_id: str | None = None
 ) -> int:
     """Run every due customer once (of one tenant with `tenant_id`); returns how many were
-    run here (a customer another instance is running is skipped)."""
+    run here. Skipped: a customer another instance is running, and one already run `today`
+    whose inputs and case have not changed since (a restart or the next interval would
+    otherwise walk every due customer of every tenant again)."""
     async with sessions() as session:
-        customers = await due_customers(session, today, tenant_id)
+        customers = await customers_to_run(session, today, tenant_id)
     ran = 0
-    for tenant_id, customer_id in customers:
+    for tenant_id, customer_id, inputs in customers:
         ctx = AppendContext(tenant_id=tenant_id, actor=SYSTEM, customer_id=customer_id)
 
-        async def once(customer: str = customer_id, c: AppendContext = ctx) -> bool:
+        async def once(
+            customer: str = customer_id, c: AppendContext = ctx, read: str = inputs
+        ) -> bool:
             async with sessions() as session, session.begin():
                 locked = (
                     await session.execute(
@@ -69,14 +118,20 @@ async def run_all(
                 if not locked:
                     return False
                 await run_customer(session, c, customer, today)
+                # The inputs read before the run: a change committed since is seen next time.
                 await session.execute(
                     text(
-                        f"""INSERT INTO {SCHEMA}.customers (tenant_id, customer_id, last_run_at)
-                            VALUES (:t, :c, now())
+                        f"""INSERT INTO {SCHEMA}.customers (tenant_id, customer_id, last_run_at,
+                                ran_on, ran_inputs, ran_case_version)
+                            VALUES (:t, :c, now(), :today, :inputs,
+                                    COALESCE((SELECT version FROM {SCHEMA}.cases
+                                              WHERE tenant_id = :t AND customer_id = :c), 0))
                             ON CONFLICT (tenant_id, customer_id) DO UPDATE
-                            SET last_run_at = now()"""
+                            SET last_run_at = now(), ran_on = EXCLUDED.ran_on,
+                                ran_inputs = EXCLUDED.ran_inputs,
+                                ran_case_version = EXCLUDED.ran_case_version"""
                     ),
-                    {"t": c.tenant_id, "c": customer},
+                    {"t": c.tenant_id, "c": customer, "today": today, "inputs": read},
                 )
                 return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -359,3 +359,66 @@ async def test_tenants_and_scopes(api: httpx.AsyncClient, tenant: str, feed: Fee
     )
     assert denied.status_code == 403
     assert (await api.get("/v1/policies")).status_code == 401
+
+
+async def test_a_customer_is_run_again_the_same_day_only_after_what_its_run_reads_changed(
+    api: httpx.AsyncClient,
+    tenant: str,
+    feed: Feed,
+    dunning_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    h = auth(tenant)
+
+    async def runs(day: date = TODAY) -> tuple[int, int]:
+        """How many customers one run ran, then how many the next run of the same day ran."""
+        return (
+            await scheduler.run_all(dunning_sessions, day, tenant),
+            await scheduler.run_all(dunning_sessions, day, tenant),
+        )
+
+    careful = {
+        "name": "careful",
+        "steps": [
+            {"step_id": "nudge", "offset_days": 1, "template": "overdue"},
+            {
+                "step_id": "final",
+                "offset_days": 3,
+                "template": "final_notice",
+                "needs_approval": True,
+            },
+        ],
+        "min_interval_days": 0,
+    }
+    assert (await api.put("/v1/policies/tenant", json=careful, headers=h)).status_code == 200
+    await feed(tenant, customer("c1"), "c1")
+    inv = issued("c1", 4_000, TODAY - timedelta(days=4))
+    await feed(tenant, inv, "c1")
+    # The first run records the nudge and asks for the final step's approval (a row the run
+    # writes itself); the second finds nothing changed.
+    assert await runs() == (1, 0)
+    [pending] = (await api.get("/v1/approvals", headers=h)).json()["items"]
+    assert pending["step_id"] == "final"
+    assert await history(api, tenant, "c1") == ["ReminderScheduled"]
+
+    # Each thing a run reads, changed, runs the customer once more the same day.
+    r = await api.post(f"/v1/approvals/{inv.invoice_id}/final/approve", headers=h)
+    assert r.status_code == 200, r.text
+    assert await runs() == (1, 0)
+    assert await history(api, tenant, "c1") == ["ReminderScheduled", "ReminderScheduled"]
+    await feed(tenant, issued("c1", 1_000, TODAY - timedelta(days=2)), "c1")  # an invoice
+    assert await runs() == (1, 0)
+    settings = {"segment": "vip"}
+    assert (
+        await api.put("/v1/customers/c1/dunning-settings", json=settings, headers=h)
+    ).status_code == 200
+    assert await runs() == (1, 0)
+    assert (await api.put("/v1/policies/segment:vip", json=careful, headers=h)).status_code == 200
+    assert await runs() == (1, 0)
+    paused = await api.post("/v1/customers/c1/dunning/pause", json={"reason": "call"}, headers=h)
+    assert paused.status_code == 200, paused.text  # the case changed
+    assert await runs() == (1, 0)
+    # Another customer's change leaves this one alone; the next day runs it again.
+    await feed(tenant, customer("c2"), "c2")
+    await feed(tenant, issued("c2", 2_000, TODAY - timedelta(days=1)), "c2")
+    assert await runs() == (1, 0)
+    assert await runs(TODAY + timedelta(days=1)) == (2, 0)
