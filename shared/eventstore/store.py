@@ -147,8 +147,7 @@ class EventStore:
                 FROM {s}.events WHERE stream_id = :stream_id
                 ORDER BY stream_version DESC LIMIT 1"""
         )
-        self._insert_sql = text(
-            f"""INSERT INTO {s}.events (event_id, stream_id, stream_version, event_type,
+        insert = f"""INSERT INTO {s}.events (event_id, stream_id, stream_version, event_type,
                     schema_version, tenant_id, customer_id, occurred_at, correlation_id,
                     causation_id, actor, traceparent, payload)
                 SELECT * FROM unnest(
@@ -157,7 +156,17 @@ class EventStore:
                     CAST(:tenants AS text[]), CAST(:customers AS text[]),
                     CAST(:occurred AS timestamptz[]), CAST(:correlations AS uuid[]),
                     CAST(:causations AS uuid[]), CAST(:actors AS text[]),
-                    CAST(:traceparents AS text[]), CAST(:payloads AS jsonb[]))
+                    CAST(:traceparents AS text[]), CAST(:payloads AS jsonb[]))"""
+        self._insert_sql = text(f"{insert} RETURNING {EVENT_COLUMNS}")
+        # The head's checks inside the insert: one round trip where an append at a known version
+        # took two. No row inserted means a check failed; the head query then says which.
+        self._guarded_insert_sql = text(
+            f"""{insert}
+                WHERE (SELECT COALESCE(bool_and(head.stream_version = :expected_version
+                                                AND head.tenant_id = :tenant_id
+                                                AND NOT head.written_after_us),
+                                       :expected_version = 0)
+                       FROM ({self._head_sql.text}) AS head)
                 RETURNING {EVENT_COLUMNS}"""
         )
 
@@ -177,8 +186,46 @@ class EventStore:
         """
         if not events:
             return []
+        params: dict[str, Any]
+        if expected_version == ANY_VERSION:
+            current = await self._checked_head(session, stream_id, expected_version, context)
+            statement, params = self._insert_sql, _columns(stream_id, current, events, context)
+        else:
+            statement = self._guarded_insert_sql
+            params = {
+                **_columns(stream_id, expected_version, events, context),
+                "stream_id": stream_id,
+                "expected_version": expected_version,
+                "tenant_id": context.tenant_id,
+            }
+        try:
+            rows = (await session.execute(statement, params)).all()
+        except IntegrityError as exc:
+            if "events_pkey" in str(exc.orig):
+                raise ConcurrencyConflict(
+                    f"stream {stream_id} was appended to concurrently",
+                    {"stream_id": stream_id, "expected_version": expected_version},
+                ) from None
+            raise
+        if not rows:
+            await self._checked_head(session, stream_id, expected_version, context)
+            raise ConcurrencyConflict(  # the head moved between the two statements
+                f"stream {stream_id} moved on; retry", {"stream_id": stream_id}
+            )
+        EVENTS_APPENDED.labels(schema=self.schema).inc(len(rows))
+        return sorted((row_to_envelope(r) for r in rows), key=lambda e: e.stream_version)
+
+    async def _checked_head(
+        self,
+        session: AsyncSession | AsyncConnection,
+        stream_id: str,
+        expected_version: int,
+        context: AppendContext,
+    ) -> int:
+        """The stream's version, once it is the caller's tenant's, at `expected_version` (unless
+        ANY_VERSION) and not written by a younger transaction."""
         head = (await session.execute(self._head_sql, {"stream_id": stream_id})).first()
-        current = head.stream_version if head else 0
+        current: int = head.stream_version if head else 0
         if head is not None and head.tenant_id != context.tenant_id:
             raise NotFound(f"stream {stream_id} not found", {"stream_id": stream_id})
         if expected_version != ANY_VERSION and current != expected_version:
@@ -197,18 +244,7 @@ class EventStore:
                 f"stream {stream_id} was written by a younger transaction; retry",
                 {"stream_id": stream_id, "current_version": current},
             )
-        params = _columns(stream_id, current, events, context)
-        try:
-            rows = (await session.execute(self._insert_sql, params)).all()
-        except IntegrityError as exc:
-            if "events_pkey" in str(exc.orig):
-                raise ConcurrencyConflict(
-                    f"stream {stream_id} was appended to concurrently",
-                    {"stream_id": stream_id, "expected_version": expected_version},
-                ) from None
-            raise
-        EVENTS_APPENDED.labels(schema=self.schema).inc(len(rows))
-        return sorted((row_to_envelope(r) for r in rows), key=lambda e: e.stream_version)
+        return current
 
     async def read_stream(
         self,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -68,6 +69,35 @@ async def test_wrong_expected_version_is_a_typed_conflict(
         assert [
             e.stream_version for e in await store.append(s, sid, ANY_VERSION, events(1), CTX)
         ] == [2]
+
+
+async def test_an_append_at_a_known_version_is_one_statement_and_a_refused_one_writes_nothing(
+    scratch_schema: str, sessions: async_sessionmaker[AsyncSession], admin_engine: AsyncEngine
+) -> None:
+    store, sid = EventStore(scratch_schema), stream()
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(admin_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with sessions() as s, s.begin():
+            await store.append(s, sid, 0, events(2), CTX)
+            assert len(statements) == 1
+            with pytest.raises(ConcurrencyConflict, match="is at version 2, expected 1"):
+                await store.append(s, sid, 1, events(1), CTX)  # the check, then the head says why
+            assert len(statements) == 3
+            # Refused without an error in the database: the transaction goes on.
+            await store.append(s, sid, 2, events(1), CTX)
+    finally:
+        event.remove(admin_engine.sync_engine, "before_cursor_execute", count)
+    async with sessions() as s:
+        assert [e.stream_version for e in await store.read_stream(s, sid, tenant_id="acme")] == [
+            1,
+            2,
+            3,
+        ]
 
 
 async def test_concurrent_writers_on_one_version_exactly_one_wins(
