@@ -1,4 +1,4 @@
-"""Slow: the relay keeps publishing through real Postgres and Kafka restarts, losing nothing."""
+"""The relay keeps publishing through real Postgres and Kafka restarts, losing nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from shared.outbox import OutboxRelay
 from shared.settings import KafkaSettings
 from shared.tests.kafka_helpers import read_topic
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

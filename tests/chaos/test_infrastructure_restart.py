@@ -1,4 +1,4 @@
-"""Chaos (slow): Postgres and then Kafka are restarted while the mixed load runs. The services
+"""Chaos: Postgres and then Kafka are restarted while the mixed load runs. The services
 recover by themselves (no process is restarted by the test), and nothing is lost: the same
 reconciliation as after the SIGKILL test."""
 
@@ -16,7 +16,7 @@ from tests.chaos.cluster import READY_TIMEOUT, SERVICES, Cluster, restart_infras
 from tests.chaos.load import Api, Load, Size, new_book
 from tests.chaos.reconcile import Offsets, reconcile
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 async def test_postgres_and_kafka_restart_during_the_load(
