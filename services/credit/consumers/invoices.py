@@ -21,11 +21,30 @@ from shared.events.registry import registry
 # PaymentUnapplied reasons that mean the money came back (not a re-allocation or a refund asked for).
 REVERSAL_WORDS = ("chargeback", "bounced", "reversal", "reversed", "returned")
 
+#: What moves exposure: the consumer group passes over the rest (drafts, sends, ...) unparsed.
+INVOICE_EVENTS = frozenset(
+    t.event_type
+    for t in (
+        inv.InvoiceIssued,
+        inv.PaymentApplied,
+        inv.PaymentUnapplied,
+        inv.InvoicePaid,
+        inv.InvoiceReopened,
+        inv.DisputeOpened,
+        inv.CreditNoteIssued,
+        inv.LateFeeCharged,
+        inv.InvoiceVoided,
+        inv.InvoiceWrittenOff,
+        inv.InvoiceDueDateChanged,
+    )
+)
+DUNNING_EVENTS = frozenset({AccountEscalated.event_type})
+
 
 async def on_invoice_event(
     session: AsyncSession, envelope: EventEnvelope, _: MessageContext
 ) -> None:
-    if not registry.knows(envelope.event_type):
+    if envelope.event_type not in INVOICE_EVENTS:
         return
     event = registry.decode(envelope)
     tenant = envelope.tenant_id
@@ -95,7 +114,7 @@ async def on_invoice_event(
 async def on_dunning_event(
     session: AsyncSession, envelope: EventEnvelope, _: MessageContext
 ) -> None:
-    if envelope.event_type != AccountEscalated.event_type:
+    if envelope.event_type not in DUNNING_EVENTS:
         return
     event = registry.decode(envelope)
     assert isinstance(event, AccountEscalated)

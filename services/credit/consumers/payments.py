@@ -14,11 +14,23 @@ from shared.contracts import payments as pay
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import registry
 
+#: What moves unapplied cash: the consumer group passes over the rest unparsed.
+PAYMENT_EVENTS = frozenset(
+    t.event_type
+    for t in (
+        pay.PaymentReceived,
+        pay.PaymentAllocated,
+        pay.PaymentUnallocated,
+        pay.PaymentRefunded,
+        pay.PaymentReversed,
+    )
+)
+
 
 async def on_payment_event(
     session: AsyncSession, envelope: EventEnvelope, _: MessageContext
 ) -> None:
-    if not registry.knows(envelope.event_type):
+    if envelope.event_type not in PAYMENT_EVENTS:
         return
     event = registry.decode(envelope)
     tenant = envelope.tenant_id

@@ -1,6 +1,6 @@
 """The dunning service's consumer group: invoices and customers from the invoice service."""
 
-from services.dunning.consumers.invoices import on_invoice_event
+from services.dunning.consumers.invoices import INVOICE_EVENTS, on_invoice_event
 from shared.topics import event_topic
 from shared.web.runtime import ConsumerSpec
 
@@ -9,5 +9,6 @@ CONSUMERS = [
         "dunning.invoices",
         (event_topic("invoice", "invoice"), event_topic("invoice", "customer")),
         on_invoice_event,
+        INVOICE_EVENTS,
     )
 ]

@@ -23,7 +23,7 @@ from services.payments.domain.matching import MatchingPolicy
 from shared.consumer import Handler, MessageContext, caused_by
 from shared.contracts import invoice as inv
 from shared.events.envelope import EventEnvelope
-from shared.events.registry import registry
+from shared.events.registry import EventPayload, registry
 
 ACTOR = "system:payments-invoices-consumer"
 
@@ -32,7 +32,7 @@ def invoice_handler(policy: MatchingPolicy, today: Callable[[], date] = date.tod
     async def on_invoice_event(
         session: AsyncSession, envelope: EventEnvelope, _: MessageContext
     ) -> None:
-        if not registry.knows(envelope.event_type):
+        if envelope.event_type not in INVOICE_EVENTS:
             return
         event = registry.decode(envelope)
         tenant = envelope.tenant_id
@@ -100,7 +100,7 @@ _AMOUNT_FIELD: dict[type, str] = {
     inv.PaymentApplied: "discount_taken",
     inv.PaymentUnapplied: "discount_reversed",
 }
-_EFFECTS: dict[type, Callable[[AsyncSession, str, Any], Awaitable[None]]] = {
+_EFFECTS: dict[type[EventPayload], Callable[[AsyncSession, str, Any], Awaitable[None]]] = {
     inv.InvoiceDrafted: _drafted,
     inv.InvoiceDraftUpdated: _drafted,
     inv.InvoiceIssued: _issued,
@@ -142,3 +142,10 @@ async def _take_back(
     )
     ctx = caused_by(envelope, ACTOR, state.customer_id)
     await payment_app.save_payment(session, state, version, events, ctx)
+
+
+#: What the handler reads: the consumer group passes over the rest (sends, disputes, ...) unparsed.
+INVOICE_EVENTS = frozenset(
+    {t.event_type for t in _EFFECTS}
+    | {inv.InvoiceIssued.event_type, inv.PaymentApplicationRejected.event_type}
+)
