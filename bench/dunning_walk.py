@@ -22,45 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.common import ADMIN_DSN
 from services.dunning.application import scheduler
-from services.dunning.consumers.invoices import on_invoice_event
-from shared.consumer import MessageContext
-from shared.contracts.invoice import (
-    Address,
-    CreditCheckRecord,
-    CustomerRegistered,
-    Installment,
-    InvoiceIssued,
-)
+from services.dunning.tests.conftest import customer as registration
+from services.dunning.tests.conftest import deliver, issued
 from shared.db import make_engine, make_sessionmaker
-from shared.events.registry import EventPayload
-from shared.money import Money
-from shared.testing import envelope_of
-
-
-def overdue_invoice(customer_id: str, due: date) -> InvoiceIssued:
-    total = Money.of_minor(25_000, "EUR")
-    return InvoiceIssued(
-        invoice_id=uuid.uuid4(),
-        customer_id=customer_id,
-        currency="EUR",
-        number=f"INV-{uuid.uuid4().int % 10**8:08d}",
-        issue_date=due - timedelta(days=30),
-        due_date=due,
-        total=total,
-        subtotal=total,
-        tax_total=Money.zero("EUR"),
-        installments=[Installment(due_date=due, amount=total)],
-        credit_check=CreditCheckRecord(outcome="passed", check_id="bench"),
-    )
-
-
-async def deliver(
-    sessions: async_sessionmaker[AsyncSession], tenant: str, customer: str, event: EventPayload
-) -> None:
-    stream = f"invoice-{getattr(event, 'invoice_id', uuid.uuid4())}"
-    envelope = envelope_of(tenant, event, stream_id=stream, customer_id=customer)
-    async with sessions() as session, session.begin():
-        await on_invoice_event(session, envelope, MessageContext("bench", 0, 0, "dunning"))
 
 
 async def timed_run(sessions: async_sessionmaker[AsyncSession], today: date) -> tuple[int, float]:
@@ -81,18 +45,10 @@ async def main(args: argparse.Namespace) -> None:
     ]
     async with sessions() as session:
         before = len(await scheduler.due_customers(session, today))
-    address = Address(line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
     started = time.perf_counter()
     for tenant, customer in customers:
-        registered = CustomerRegistered(
-            customer_id=customer,
-            name="Bench Ltd",
-            email="ap@bench.example",
-            currency="EUR",
-            billing_address=address,
-        )
-        await deliver(sessions, tenant, customer, registered)
-        await deliver(sessions, tenant, customer, overdue_invoice(customer, today - timedelta(3)))
+        await deliver(sessions, tenant, registration(customer), customer)
+        await deliver(sessions, tenant, issued(customer, 25_000, today - timedelta(3)), customer)
     print(
         f"seeded {len(customers):,} overdue customers in {args.tenants:,} tenants "
         f"({time.perf_counter() - started:.1f} s); {before:,} due customers were already there"
@@ -101,7 +57,7 @@ async def main(args: argparse.Namespace) -> None:
         first = await timed_run(sessions, today)
         again = await timed_run(sessions, today)
         for tenant, customer in customers[::100]:
-            await deliver(sessions, tenant, customer, overdue_invoice(customer, today))
+            await deliver(sessions, tenant, issued(customer, 25_000, today), customer)
         changed = await timed_run(sessions, today)
         for label, (ran, seconds) in (
             ("first run of the day", first),

@@ -3,6 +3,7 @@ them), invoice events delivered through the real consumer handler, a local SMTP 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import date, timedelta
@@ -80,15 +81,19 @@ async def api() -> AsyncIterator[httpx.AsyncClient]:
 Feed = Callable[[str, EventPayload, str], Coroutine[Any, Any, None]]
 
 
+async def deliver(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, event: EventPayload, customer: str
+) -> None:
+    """One event through dunning's invoice consumer, in a transaction of its own."""
+    stream = f"invoice-{getattr(event, 'invoice_id', uuid.uuid4())}"
+    envelope = envelope_of(tenant, event, stream_id=stream, customer_id=customer)
+    async with sessions() as session, session.begin():
+        await on_invoice_event(session, envelope, MessageContext("t", 0, 0, "dunning"))
+
+
 @pytest.fixture
 def feed(dunning_sessions: async_sessionmaker[AsyncSession]) -> Feed:
-    async def deliver(tenant: str, event: EventPayload, customer: str) -> None:
-        stream = f"invoice-{getattr(event, 'invoice_id', uuid.uuid4())}"
-        envelope = envelope_of(tenant, event, stream_id=stream, customer_id=customer)
-        async with dunning_sessions() as session, session.begin():
-            await on_invoice_event(session, envelope, MessageContext("t", 0, 0, "dunning"))
-
-    return deliver
+    return functools.partial(deliver, dunning_sessions)
 
 
 def customer(
