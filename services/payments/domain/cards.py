@@ -12,6 +12,11 @@ from typing import Final
 
 # Maximal runs of digits where single spaces/dashes may separate groups ("4242 4242-4242...").
 _DIGIT_RUN_RE: Final = re.compile(r"\d+(?:[ \u00a0-]\d+)*")
+# A canonical UUID (8-4-4-4-12 hex) is an id, never a card number, even where a run of its
+# digit groups passes the Luhn check (about 1 in 350 random UUIDs has one).
+_UUID_RE: Final = re.compile(
+    r"(?<![0-9A-Za-z])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9A-Za-z])"
+)
 _DIGIT_GROUP_RE: Final = re.compile(r"\d+")
 _PAN_MIN, _PAN_MAX = 13, 19
 MASK: Final = "\u2022\u2022\u2022\u2022 "
@@ -72,7 +77,19 @@ def mask_card_numbers(text: str) -> str:
     A card number is 13-19 digits passing the Luhn check, optionally grouped by single spaces
     or dashes. Shorter or non-Luhn digit runs (invoice and order numbers, dates) are untouched.
     PCI DSS forbids storing a full card number, and payers do paste them into references.
+    Canonical UUIDs are left as they are.
     """
+    pieces: list[str] = []
+    cursor = 0
+    for uuid_match in _UUID_RE.finditer(text):
+        pieces.append(_mask_runs(text[cursor : uuid_match.start()]))
+        pieces.append(uuid_match.group())
+        cursor = uuid_match.end()
+    pieces.append(_mask_runs(text[cursor:]))
+    return "".join(pieces)
+
+
+def _mask_runs(text: str) -> str:
     return _DIGIT_RUN_RE.sub(lambda match: _mask_run(match.group()), text)
 
 

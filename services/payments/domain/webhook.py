@@ -486,13 +486,6 @@ def _invoice_ids(metadata: _Metadata) -> tuple[uuid.UUID, ...]:
 _CHECKOUT_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
-
-
 def _checkout_id(metadata: _Metadata) -> str | None:
     """The checkout id, or None when it is missing or unusable.
 
@@ -503,7 +496,7 @@ def _checkout_id(metadata: _Metadata) -> str | None:
     value = metadata.checkout_id
     if value is None or _CHECKOUT_ID_RE.fullmatch(value) is None:
         return None
-    if not _is_uuid(value) and has_card_number(value):
+    if has_card_number(value):  # never true of a canonical UUID (`cards`)
         return None
     return value
 

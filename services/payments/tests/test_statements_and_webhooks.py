@@ -331,6 +331,27 @@ async def open_minor(api: httpx.AsyncClient, tenant: str, invoice_id: uuid.UUID)
     return amount
 
 
+async def test_a_checkout_whose_uuid_has_a_luhn_valid_digit_run_is_recorded(
+    gateway_api: httpx.AsyncClient, tenant: str, feed: Feed
+) -> None:
+    """About 1 random UUID in 350 holds a Luhn-valid 13-19 digit run: such a checkout's payment
+    was refused (422, "a card number must not be sent") after the card was charged."""
+    inv = issued("c1", 8_000, number="INV-2026-009201")
+    await feed(tenant, inv, "c1")
+    checkout = "12345678-1234-5670-abcd-ef0123456789"  # 12345678-1234-5670 passes Luhn
+    intent = checkout_intent("pi_checkout_luhn", 8_000, str(inv.invoice_id), checkout)
+    r = await deliver(gateway_api, tenant, gateway_event("payment_intent.succeeded", intent))
+    assert r.status_code == 200, r.text
+    payment = (
+        await gateway_api.get(f"/v1/payments/{r.json()['payment_id']}", headers=auth(tenant))
+    ).json()
+    assert payment["reference"] == f"checkout:{checkout}" and payment["status"] == "applied"
+    found = await gateway_api.get(
+        "/v1/payments", params={"checkout_id": checkout}, headers=auth(tenant)
+    )
+    assert [p["payment_id"] for p in found.json()["items"]] == [r.json()["payment_id"]]
+
+
 async def test_a_checkout_payment_is_allocated_to_the_chosen_invoices_in_order(
     gateway_api: httpx.AsyncClient, tenant: str, feed: Feed
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.payments.domain.cards import mask_card_numbers
+from services.payments.domain.cards import has_card_number, mask_card_numbers
 from services.payments.domain.webhook import (
     MAX_CHECKOUT_INVOICES,
     MAX_HEADER_LENGTH,
@@ -419,12 +419,31 @@ def test_the_checkout_id_is_kept_and_ends_the_reference() -> None:
 
 
 def test_a_uuid_checkout_id_whose_digits_pass_luhn_is_kept_unmasked() -> None:
-    # 12345678-1234-5670 is 16 Luhn-valid digits in dash-separated groups: the masking rule
-    # would see a card; a canonical UUID is our id, so it stays as it is.
+    # 12345678-1234-5670 is 16 Luhn-valid digits in dash-separated groups: alone it is a card;
+    # inside a canonical UUID it is our id, so it stays as it is (about 1 UUID in 350).
     checkout = "12345678-1234-5670-abcd-ef0123456789"
-    assert mask_card_numbers(checkout) != checkout
+    assert has_card_number("12345678-1234-5670") and not has_card_number(checkout)
     action = _checkout_payment(checkout_id=checkout)
     assert action.checkout_id == checkout and action.reference == f"checkout:{checkout}"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("12345678-1234-5670-abcd-ef0123456789", "12345678-1234-5670-abcd-ef0123456789"),
+        (
+            "4242 4242 4242 4242 checkout:12345678-1234-5670-abcd-ef0123456789",
+            f"{MASKED_4242} checkout:12345678-1234-5670-abcd-ef0123456789",
+        ),
+        # Not a canonical UUID (a group too long): its digits are a card's.
+        (
+            "12345678-1234-5670-abcd-ef01234567890",
+            "\u2022\u2022\u2022\u2022 5670-abcd-ef01234567890",
+        ),
+    ],
+)
+def test_canonical_uuids_are_never_card_numbers(text: str, masked: str) -> None:
+    assert mask_card_numbers(text) == masked
 
 
 @pytest.mark.parametrize(

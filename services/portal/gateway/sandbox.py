@@ -585,7 +585,13 @@ class _Deliverer:
             log.info("webhook %s for session %s delivered", delivery.event["id"], session.id)
             return False
         delivery.last_error = f"HTTP {response.status_code}"
-        log.warning("webhook for session %s answered %s", session.id, response.status_code)
+        # The receiver's error body (code and details; it echoes no secret) says what to fix.
+        log.warning(
+            "webhook for session %s answered %s: %s",
+            session.id,
+            response.status_code,
+            response.text[:500],
+        )
         return response.status_code >= 500 or response.status_code == 409
 
     def schedule(self, delivery: _Delivery, now: float) -> None:
