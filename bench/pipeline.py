@@ -2,25 +2,29 @@
 
     .venv/bin/python -m bench.pipeline append --events 20000
     .venv/bin/python -m bench.pipeline relay --events 50000
-    .venv/bin/python -m bench.pipeline rebuild [--batch-size 2000]
+    .venv/bin/python -m bench.pipeline rebuild [--batch-size 2000] [--copies N]
 
 `append` writes into a scratch schema with the event store's own code (per-stream version
 check, outbox columns, JSON payload of an issued invoice's size), from several writers at once.
 `relay` fills a scratch schema, then times the outbox relay publishing it to a new topic with the
 services' producer settings (idempotent, acks=all), alone and while writers keep appending.
 `rebuild` replays the live reporting topics (whatever the local stack holds) into a scratch copy
-of the reporting projections with the same code as `ar projections rebuild`.
+of the reporting projections with the same code as `ar projections rebuild`; with `--copies N`
+it replays temporary topics holding N copies of them instead (the same mix, N times the size).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import multiprocessing
 import time
 import uuid
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
+from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,7 +35,7 @@ from services.reporting.projections.tables import PROJECTION_TABLES
 from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import NewEvent
 from shared.eventstore.store import AppendContext, EventStore
-from shared.messaging.kafka import make_producer
+from shared.messaging.kafka import make_producer, make_reader
 from shared.outbox import OutboxRelay, TopicRouter
 from shared.settings import KafkaSettings
 from shared.testing import temporary_topics
@@ -186,14 +190,88 @@ async def bench_relay(
         await producer.stop()
 
 
-async def bench_rebuild(engine: AsyncEngine, kafka: KafkaSettings, batch_size: int) -> None:
-    async with scratch_schema(engine, "bench_rebuild") as schema:
+COPY_PARTITIONS = 3
+
+
+async def copy_topics(
+    kafka: KafkaSettings, sources: list[str], targets: list[str], copies: int
+) -> int:
+    """Every record of `sources`, `copies` times over into `targets` (a partition's records stay
+    in one partition, in order, with their headers), each copy under its own tenants (`<tenant>-c<n>`): the local history's mix of
+    types at `copies` times its size. Records that are not JSON envelopes are copied as they
+    are. Returns the records written."""
+    reader = make_reader(kafka, "bench-copy")
+    producer = make_producer(kafka, "bench-copy")
+    await reader.start()
+    await producer.start()
+    written = 0
+    try:
+        await reader.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in sources
+            for p in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(partitions)
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
+                target = targets[sources.index(tp.topic)]
+                for record in records:
+                    for n in range(copies):
+                        await producer.send(
+                            target,
+                            _retenanted(record.value or b"", n),
+                            key=record.key,
+                            partition=record.partition % COPY_PARTITIONS,
+                            headers=list(record.headers),
+                        )
+                        written += 1
+                if await reader.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await reader.stop()
+    return written
+
+
+def _retenanted(value: bytes, copy: int) -> bytes:
+    try:
+        envelope = json.loads(value)
+        envelope["tenant_id"] = f"{envelope['tenant_id'][:58]}-c{copy}"
+    except (ValueError, TypeError, KeyError):
+        return value
+    return json.dumps(envelope).encode()
+
+
+async def bench_rebuild(
+    engine: AsyncEngine, kafka: KafkaSettings, batch_size: int, copies: int
+) -> None:
+    topics = list(REPORTING_TOPICS)
+    async with contextlib.AsyncExitStack() as stack:
+        if copies:
+            run = uuid.uuid4().hex[:8]
+            copied = [f"bench.rebuild.{run}.{topic}" for topic in topics]
+            await stack.enter_async_context(
+                temporary_topics(kafka, copied, partitions=COPY_PARTITIONS)
+            )
+            started = time.perf_counter()
+            written = await copy_topics(kafka, topics, copied, copies)
+            print(
+                f"copied the local topics {copies} times: {written:,} records in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+            topics = copied
+        schema = await stack.enter_async_context(scratch_schema(engine, "bench_rebuild"))
         async with engine.begin() as conn:
             for table in (*PROJECTION_TABLES, "tenant_settings", "fx_rates"):
                 await conn.execute(
                     text(f"CREATE TABLE {schema}.{table} (LIKE reporting.{table} INCLUDING ALL)")
                 )
-        rebuild = Rebuild(engine, kafka, schema, REPORTING_TOPICS, batch_size=batch_size)
+        rebuild = Rebuild(engine, kafka, schema, topics, batch_size=batch_size)
         result = await rebuild.run(swap=True)
     print(
         f"rebuild: {result.records / result.seconds:,.0f} events/s "
@@ -212,7 +290,7 @@ async def main(args: argparse.Namespace) -> None:
         elif args.command == "relay":
             await bench_relay(engine, kafka, args.events, args.rate, args.per_transaction)
         else:
-            await bench_rebuild(engine, kafka, args.batch_size)
+            await bench_rebuild(engine, kafka, args.batch_size, args.copies)
     finally:
         await engine.dispose()
 
@@ -230,5 +308,11 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--batch-size", type=int, default=2000, help="rebuild: events per transaction"
+    )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=0,
+        help="rebuild: replay N copies of the local topics (own tenants each) instead of them",
     )
     asyncio.run(main(parser.parse_args()))

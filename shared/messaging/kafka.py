@@ -237,9 +237,16 @@ def make_consumer(settings: KafkaSettings, group_id: str, *topics: str) -> AIOKa
     )
 
 
+READER_FETCH_WAIT_MS = 20
+
+
 def make_reader(settings: KafkaSettings, purpose: str) -> AIOKafkaConsumer:
     """A consumer outside any group (assign and seek by hand): tools and rebuilds read topics
-    without moving, or depending on, any service's committed offsets."""
+    without moving, or depending on, any service's committed offsets.
+
+    They read up to end offsets they asked for. The broker answers one request per connection
+    at a time, so with the default 500 ms fetch wait every offsets request queued behind a fetch
+    of an exhausted partition: a rebuild spent a fifth of its time in three such waits."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id_prefix}-{purpose}",
@@ -247,6 +254,7 @@ def make_reader(settings: KafkaSettings, purpose: str) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        fetch_max_wait_ms=READER_FETCH_WAIT_MS,
     )
 
 

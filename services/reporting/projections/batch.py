@@ -37,8 +37,10 @@ from shared.contracts import invoice as inv
 from shared.contracts import payments as pay
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload, registry
+from shared.events.replay import ReplayEnvelope
 
 Key = tuple[str, uuid.UUID]  # (tenant, id)
+Recorded = EventEnvelope | ReplayEnvelope[Any]
 
 
 @dataclass
@@ -131,41 +133,40 @@ class BatchProjector:
 
     # ---- applying one event (the same rules as Projector._apply) --------------------------------
 
-    def apply(self, env: EventEnvelope, event: EventPayload) -> None:
-        match event:
-            case inv.CustomerRegistered() | inv.CustomerUpdated():
-                self._customer(env, event)
-            case inv.InvoiceIssued():
-                if self._issued(env, event):
-                    self._refresh(env.tenant_id, event.invoice_id)
-            case pay.PaymentReceived():
-                self._payment_received(env, event)
-            case _ if event.event_type in _INVOICE_CHANGES:
-                key = (env.tenant_id, getattr(event, "invoice_id"))  # noqa: B009
-                invoice = self.invoices.get(key)
-                if invoice is not None and invoice.stream_version < env.stream_version:
-                    invoice.stream_version = env.stream_version
-                    self.d_invoices.add(key)
-                    _INVOICE_CHANGES[event.event_type](self, env, key, invoice, event)
-                    self._refresh(env.tenant_id, key[1])
-            case _ if event.event_type in _PAYMENT_CHANGES:
-                key = (env.tenant_id, getattr(event, "payment_id"))  # noqa: B009
-                payment = self.payments.get(key)
-                if payment is not None and payment.stream_version < env.stream_version:
-                    payment.stream_version = env.stream_version
-                    self.d_payments.add(key)
-                    _PAYMENT_CHANGES[event.event_type](self, env, payment, event)
+    def apply(self, env: Recorded, event: Any) -> None:
+        """`event` is the payload's model, or its replay struct (the same fields)."""
+        event_type = env.event_type
+        if event_type in _CUSTOMER_TYPES:
+            self._customer(env, event)
+        elif event_type == _ISSUED:
+            if self._issued(env, event):
+                self._refresh(env.tenant_id, event.invoice_id)
+        elif event_type == _RECEIVED:
+            self._payment_received(env, event)
+        elif event_type in _INVOICE_CHANGES:
+            key = (env.tenant_id, event.invoice_id)
+            invoice = self.invoices.get(key)
+            if invoice is not None and invoice.stream_version < env.stream_version:
+                invoice.stream_version = env.stream_version
+                self.d_invoices.add(key)
+                _INVOICE_CHANGES[event_type](self, env, key, invoice, event)
+                self._refresh(env.tenant_id, key[1])
+        elif event_type in _PAYMENT_CHANGES:
+            key = (env.tenant_id, event.payment_id)
+            payment = self.payments.get(key)
+            if payment is not None and payment.stream_version < env.stream_version:
+                payment.stream_version = env.stream_version
+                self.d_payments.add(key)
+                _PAYMENT_CHANGES[event_type](self, env, payment, event)
 
-    def _customer(
-        self, env: EventEnvelope, e: inv.CustomerRegistered | inv.CustomerUpdated
-    ) -> None:
+    def _customer(self, env: Recorded, e: inv.CustomerRegistered | inv.CustomerUpdated) -> None:
         key = (env.tenant_id, e.customer_id)
         known = self.customers.get(key)
         if known is None or known[2] < env.stream_version:
             self.customers[key] = (e.name, e.currency, env.stream_version)
             self.d_customers.add(key)
 
-    def _issued(self, env: EventEnvelope, e: inv.InvoiceIssued) -> bool:
+    def _issued(self, env: Recorded, e: inv.InvoiceIssued) -> bool:
         key = (env.tenant_id, e.invoice_id)
         if key in self.invoices:
             return False
@@ -204,7 +205,7 @@ class BatchProjector:
             invoice.obligations[obligation.key] = obligation
             self.d_obligations.add((key, obligation.key))
 
-    def _payment_received(self, env: EventEnvelope, e: pay.PaymentReceived) -> None:
+    def _payment_received(self, env: Recorded, e: pay.PaymentReceived) -> None:
         key = (env.tenant_id, e.payment_id)
         if key not in self.payments:
             self.payments[key] = _Payment(
@@ -219,7 +220,7 @@ class BatchProjector:
             self.d_payments.add(key)
 
     def _settlement(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, kind: str, amount: int, on: date
+        self, env: Recorded, key: Key, invoice: _Invoice, kind: str, amount: int, on: date
     ) -> None:
         if amount == 0:
             return
@@ -235,13 +236,13 @@ class BatchProjector:
             invoice.latest_settlement = on
 
     def _payment_applied(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.PaymentApplied
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.PaymentApplied
     ) -> None:
         self._settlement(env, key, invoice, "payment", e.amount.amount, e.applied_on)
         self._settlement(env, key, invoice, "discount", e.discount_taken.amount, e.applied_on)
 
     def _payment_unapplied(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.PaymentUnapplied
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.PaymentUnapplied
     ) -> None:
         self._settlement(env, key, invoice, "payment", -e.amount.amount, e.unapplied_on)
         if e.discount_reversed is not None:
@@ -250,37 +251,31 @@ class BatchProjector:
             )
 
     def _credit_note(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.CreditNoteIssued
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.CreditNoteIssued
     ) -> None:
         self._settlement(env, key, invoice, "credit_note", e.amount.amount, e.issued_on)
 
-    def _late_fee(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.LateFeeCharged
-    ) -> None:
+    def _late_fee(self, env: Recorded, key: Key, invoice: _Invoice, e: inv.LateFeeCharged) -> None:
         fee = _Obligation(
             f"fee:{e.fee_id}", "late_fee", 0, e.charged_on, e.charged_on, e.amount.amount
         )
         self._obligation(key, invoice, fee)
 
     def _written_off(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.InvoiceWrittenOff
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.InvoiceWrittenOff
     ) -> None:
         self._settlement(env, key, invoice, "write_off", e.amount.amount, e.written_off_on)
         self._status(invoice, "written_off", e.written_off_on, None)
 
-    def _voided(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.InvoiceVoided
-    ) -> None:
+    def _voided(self, env: Recorded, key: Key, invoice: _Invoice, e: inv.InvoiceVoided) -> None:
         remaining = sum(o.amount for o in invoice.obligations.values()) - invoice.settled
         self._settlement(env, key, invoice, "void", remaining, e.voided_on)
         self._status(invoice, "void", e.voided_on, None)
 
-    def _paid(self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.InvoicePaid) -> None:
+    def _paid(self, env: Recorded, key: Key, invoice: _Invoice, e: inv.InvoicePaid) -> None:
         self._status(invoice, "paid", e.paid_on, e.paid_on)
 
-    def _reopened(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.InvoiceReopened
-    ) -> None:
+    def _reopened(self, env: Recorded, key: Key, invoice: _Invoice, e: inv.InvoiceReopened) -> None:
         self._status(invoice, "open", None, None)
 
     @staticmethod
@@ -290,7 +285,7 @@ class BatchProjector:
         invoice.status, invoice.closed_on, invoice.paid_on = status, closed_on, paid_on
 
     def _due_date_changed(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.InvoiceDueDateChanged
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.InvoiceDueDateChanged
     ) -> None:
         invoice.due_date = e.new_due_date
         installments = [o for o in invoice.obligations.values() if o.kind == "installment"]
@@ -302,7 +297,7 @@ class BatchProjector:
             self.d_obligations.add((key, o.key))
 
     def _dispute_opened(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.DisputeOpened
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.DisputeOpened
     ) -> None:
         dispute = (env.tenant_id, e.dispute_id)
         if dispute not in self.disputes:
@@ -313,14 +308,14 @@ class BatchProjector:
             self.d_disputes.add(dispute)
 
     def _dispute_resolved(
-        self, env: EventEnvelope, key: Key, invoice: _Invoice, e: inv.DisputeResolved
+        self, env: Recorded, key: Key, invoice: _Invoice, e: inv.DisputeResolved
     ) -> None:
         dispute = self.disputes.get((env.tenant_id, e.dispute_id))  # whichever invoice it is on
         if dispute is not None:
             dispute.resolved_on, dispute.outcome = e.resolved_on, e.outcome
             self.d_disputes.add((env.tenant_id, e.dispute_id))
 
-    def _allocated(self, env: EventEnvelope, payment: _Payment, e: pay.PaymentAllocated) -> None:
+    def _allocated(self, env: Recorded, payment: _Payment, e: pay.PaymentAllocated) -> None:
         key = (env.tenant_id, e.allocation_id)
         if key not in self.allocations:
             self.allocations[key] = [
@@ -335,23 +330,27 @@ class BatchProjector:
             ]
             self.d_allocations.add(key)
 
-    def _unallocated(
-        self, env: EventEnvelope, payment: _Payment, e: pay.PaymentUnallocated
-    ) -> None:
+    def _unallocated(self, env: Recorded, payment: _Payment, e: pay.PaymentUnallocated) -> None:
         key = (env.tenant_id, e.allocation_id)
         allocation = self.allocations.get(key)
         if allocation is not None:
             allocation[7] = e.unallocated_on
             self.d_allocations.add(key)
 
+    def _refunded(self, env: Recorded, payment: _Payment, e: pay.PaymentRefunded) -> None:
+        self._returned(env, payment, e, "refund", e.refunded_on)
+
+    def _reversed(self, env: Recorded, payment: _Payment, e: pay.PaymentReversed) -> None:
+        self._returned(env, payment, e, e.kind, e.reversed_on)
+
     def _returned(
-        self, env: EventEnvelope, payment: _Payment, e: pay.PaymentRefunded | pay.PaymentReversed
+        self,
+        env: Recorded,
+        payment: _Payment,
+        e: pay.PaymentRefunded | pay.PaymentReversed,
+        kind: str,
+        on: date,
     ) -> None:
-        kind, on = (
-            ("refund", e.refunded_on)
-            if isinstance(e, pay.PaymentRefunded)
-            else (e.kind, e.reversed_on)
-        )
         key = (env.tenant_id, env.event_id)
         if key not in self.return_keys:
             self.return_keys.add(key)
@@ -429,11 +428,17 @@ class BatchProjector:
 
     async def flush(self, session: AsyncSession) -> None:
         """Write every row the events since the last flush changed, one statement per table."""
+        await write(session, self.take_writes())
+
+    def take_writes(self) -> list[Write]:
+        """The statements `flush` runs, taken now: applying more events does not change them,
+        so the rebuild writes one batch while it applies the next."""
         t = self.t
+        writes: list[Write] = []
         if self.d_customers:
             rows = [(*k, *self.customers[k]) for k in sorted(self.d_customers)]
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.customers} (tenant_id, customer_id, name, currency,
                         stream_version)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS text[]),
@@ -461,8 +466,8 @@ class BatchProjector:
                         i.stream_version,
                     )
                 )
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.invoices} (tenant_id, invoice_id, customer_id, number,
                         currency, issue_date, due_date, total_minor, status, closed_on, paid_on,
                         stream_version)
@@ -495,8 +500,8 @@ class BatchProjector:
                         o.amount,
                     )
                 )
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.obligations} (tenant_id, invoice_id, obligation_key, kind, seq,
                         customer_id, currency, arises_on, due_date, amount_minor)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -508,8 +513,8 @@ class BatchProjector:
                 ob_rows,
             )
         if self.new_settlements:
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.settlements} (tenant_id, event_id, kind, invoice_id,
                         customer_id, currency, effective_on, amount_minor)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -533,8 +538,8 @@ class BatchProjector:
                         d.outcome,
                     )
                 )
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.disputes} (tenant_id, dispute_id, invoice_id, customer_id,
                         currency, amount_minor, opened_on, resolved_on, outcome)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -561,8 +566,8 @@ class BatchProjector:
                         p.stream_version,
                     )
                 )
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.payments} (tenant_id, payment_id, customer_id, currency,
                         amount_minor, method, received_on, source, stream_version)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -575,8 +580,8 @@ class BatchProjector:
             )
         if self.d_allocations:
             a_rows = [(*k, *self.allocations[k]) for k in sorted(self.d_allocations)]
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.allocations} (tenant_id, allocation_id, payment_id, invoice_id,
                         customer_id, currency, amount_minor, allocated_on, rule, unallocated_on)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -588,8 +593,8 @@ class BatchProjector:
                 a_rows,
             )
         if self.new_returns:
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.payment_returns} (tenant_id, event_id, payment_id, customer_id,
                         kind, currency, amount_minor, returned_on)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -599,8 +604,8 @@ class BatchProjector:
             )
         if self.d_items:
             touched = sorted(self.d_items)
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""DELETE FROM {t.open_items} o
                     USING unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[])) AS k(t, i)
                     WHERE o.tenant_id = k.t AND o.invoice_id = k.i""",
@@ -621,8 +626,8 @@ class BatchProjector:
                 for n, p in enumerate(self.invoices[k].items)
             ]
             if item_rows:
-                await _unnest(
-                    session,
+                _stage(
+                    writes,
                     f"""INSERT INTO {t.open_items} (tenant_id, invoice_id, seq, customer_id,
                             currency, issue_date, due_date, undisputed_minor, disputed_minor)
                         SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
@@ -633,8 +638,8 @@ class BatchProjector:
                 )
         if self.d_totals:
             t_rows = [(*k, *self.totals[k]) for k in sorted(self.d_totals)]
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.open_totals} (tenant_id, currency, due_date, issue_date,
                         undisputed_minor, disputed_minor, invoices)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS text[]),
@@ -648,8 +653,8 @@ class BatchProjector:
             )
         if self.d_horizons:
             h_rows = [(k, *self.horizons[k]) for k in sorted(self.d_horizons)]
-            await _unnest(
-                session,
+            _stage(
+                writes,
                 f"""INSERT INTO {t.aging_horizons} (tenant_id, latest_on, complete)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS date[]),
                         CAST(:c2 AS boolean[]))
@@ -657,12 +662,21 @@ class BatchProjector:
                 h_rows,
             )
         self._clear_dirty()
+        return writes
 
 
-async def _unnest(session: AsyncSession, sql: str, rows: list[tuple[Any, ...]]) -> None:
+Write = tuple[str, dict[str, list[Any]]]  # SQL with one array parameter per column
+
+
+def _stage(writes: list[Write], sql: str, rows: list[tuple[Any, ...]]) -> None:
     """`sql` with one array parameter per column (`:c0`, `:c1`, ...) holding every row."""
     columns = list(zip(*rows, strict=True))
-    await session.execute(text(sql), {f"c{n}": list(values) for n, values in enumerate(columns)})
+    writes.append((sql, {f"c{n}": list(values) for n, values in enumerate(columns)}))
+
+
+async def write(session: AsyncSession, writes: list[Write]) -> None:
+    for sql, parameters in writes:
+        await session.execute(text(sql), parameters)
 
 
 _INVOICE_CHANGES: dict[str, Any] = {
@@ -678,9 +692,12 @@ _INVOICE_CHANGES: dict[str, Any] = {
     inv.DisputeOpened.event_type: BatchProjector._dispute_opened,
     inv.DisputeResolved.event_type: BatchProjector._dispute_resolved,
 }
+_CUSTOMER_TYPES = frozenset((inv.CustomerRegistered.event_type, inv.CustomerUpdated.event_type))
+_ISSUED = inv.InvoiceIssued.event_type
+_RECEIVED = pay.PaymentReceived.event_type
 _PAYMENT_CHANGES: dict[str, Any] = {
     pay.PaymentAllocated.event_type: BatchProjector._allocated,
     pay.PaymentUnallocated.event_type: BatchProjector._unallocated,
-    pay.PaymentRefunded.event_type: BatchProjector._returned,
-    pay.PaymentReversed.event_type: BatchProjector._returned,
+    pay.PaymentRefunded.event_type: BatchProjector._refunded,
+    pay.PaymentReversed.event_type: BatchProjector._reversed,
 }

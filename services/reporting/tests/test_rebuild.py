@@ -14,15 +14,18 @@ from datetime import date, timedelta
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from conftest import admin_dsn
 from services.reporting.application import reads
+from services.reporting.application import rebuild as rebuild_module
 from services.reporting.application.rebuild import Rebuild, checksums
+from services.reporting.projections.batch import Write, write
 from services.reporting.projections.projector import Projector
 from services.reporting.projections.tables import PROJECTION_TABLES, Tables
 from services.reporting.tests.conftest import Ledger
 from shared.consumer import ConsumerRuntime
+from shared.contracts import invoice as inv
 from shared.db import make_sessionmaker
 from shared.events.envelope import EventEnvelope
 from shared.messaging.kafka import envelope_headers, make_consumer, make_producer
@@ -78,6 +81,14 @@ async def produce(
             key=(envelope.customer_id or "").encode(),
             headers=envelope_headers(envelope),
         )
+
+
+async def index_definitions(conn: AsyncConnection, schema: str) -> set[str]:
+    rows = await conn.scalars(
+        text("SELECT indexdef FROM pg_indexes WHERE schemaname = :s AND tablename = ANY(:t)"),
+        {"s": schema, "t": list(PROJECTION_TABLES)},
+    )
+    return set(rows)
 
 
 @pytest.fixture
@@ -148,6 +159,8 @@ async def test_rebuild_swaps_in_equal_tables_while_events_arrive_and_reads_go_on
             await asyncio.sleep(0.005)
 
     progress: list[tuple[int, int]] = []
+    async with admin_engine.connect() as conn:
+        migrated_indexes = await index_definitions(conn, schema)
     try:
         await produce(producer, topics, before)
         await producer.send_and_wait(topics["invoice"], b"not an event", key=b"c1-0")
@@ -202,9 +215,12 @@ async def test_rebuild_swaps_in_equal_tables_while_events_arrive_and_reads_go_on
                     text("SELECT indexname FROM pg_indexes WHERE schemaname = :s"), {"s": schema}
                 )
             )
+            definitions = await index_definitions(conn, schema)
         assert set(PROJECTION_TABLES) <= tables
         assert not [t for t in tables if t.endswith("_rebuild")]
-        # the swapped-in tables carry the migration's index names, not the shadow ones
+        # the swapped-in tables carry the migration's indexes and their names, not the shadow
+        # ones; those the rebuild builds after its load included
+        assert definitions == migrated_indexes
         assert {
             "invoices_pkey",
             "reporting_invoices_customer",
@@ -219,3 +235,58 @@ async def test_rebuild_swaps_in_equal_tables_while_events_arrive_and_reads_go_on
         await asyncio.wait_for(live_task, 15)
         await consumer.stop()
         await producer.stop()
+
+
+async def test_after_a_failed_batched_write_the_rebuild_goes_on_event_by_event_to_equal_tables(
+    admin_engine: AsyncEngine,
+    kafka_settings: KafkaSettings,
+    schema: str,
+    run_topics: tuple[str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch is written while the next is applied in memory: when its write fails, both go
+    through the per-event projector (the memory is ahead of the tables), and so does the rest.
+    A record whose payload its type refuses is counted as failed on either way."""
+    run, topics = run_topics
+    sessions = make_sessionmaker(admin_engine)
+    ledger = Ledger(sessions, f"t{run}", Tables(schema))
+    events = business(ledger, customers=30, seed=3)
+    projector = Projector(Tables(schema), gated=False)
+    async with sessions() as session, session.begin():
+        for _, envelope in events:
+            await projector.apply(session, envelope)
+
+    refused = ledger.envelope(
+        "invoice-x", inv.InvoicePaid(invoice_id=uuid.uuid4(), paid_on=D("2026-03-01")), "c3-0"
+    )
+    refused_bytes = refused.to_json_bytes().replace(b'"paid_on":"2026-03-01"', b'"paid_on":"soon"')
+    producer = make_producer(kafka_settings, "rebuild-test")
+    await producer.start()
+    try:
+        await produce(producer, topics, events[:100])
+        await producer.send_and_wait(
+            topics["invoice"], refused_bytes, key=b"c3-0", headers=envelope_headers(refused)
+        )
+        await produce(producer, topics, events[100:])
+    finally:
+        await producer.stop()
+
+    writes = 0
+
+    async def third_write_fails(session: AsyncSession, statements: list[Write]) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 3:
+            raise RuntimeError("could not extend file: no space left on device")
+        await write(session, statements)
+
+    monkeypatch.setattr(rebuild_module, "write", third_write_fails)
+    result = await Rebuild(
+        admin_engine, kafka_settings, schema, list(topics.values()), batch_size=20
+    ).run(swap=False)
+
+    assert writes == 3  # the batches after the failure went the per-event way
+    assert result.records == len(events) + 1 > 20 * 6
+    assert (result.applied, result.failed, result.undecodable) == (len(events), 1, 0)
+    assert result.differences == []
+    assert not result.live_checksums["invoices"].startswith("0:")
