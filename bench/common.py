@@ -40,7 +40,7 @@ async def scratch_schema(
                 await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
-def _cpu_seconds_of(pid: int) -> float:
+def cpu_seconds_of(pid: int) -> float:
     """User + system CPU of a process so far (utime and stime are fields 14 and 15 of
     /proc/<pid>/stat, in clock ticks; the name in field 2 may hold spaces, hence the split)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -68,14 +68,14 @@ def _role(pid: int) -> str | None:
 def cpu_by_role(own: str = "load generator") -> dict[str, float]:
     """CPU seconds used so far by each service process, Postgres and Kafka on this machine, and
     by this process; two readings subtracted give where a phase's CPU went."""
-    totals: dict[str, float] = {own: _cpu_seconds_of(os.getpid())}
+    totals: dict[str, float] = {own: cpu_seconds_of(os.getpid())}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         role = _role(int(entry.name))
         if role is not None:
             try:
-                totals[role] = totals.get(role, 0.0) + _cpu_seconds_of(int(entry.name))
+                totals[role] = totals.get(role, 0.0) + cpu_seconds_of(int(entry.name))
             except OSError:
                 continue  # ended meanwhile
     return totals

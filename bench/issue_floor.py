@@ -37,7 +37,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.common import ADMIN_DSN, _cpu_seconds_of, cpu_by_role
+from bench.common import ADMIN_DSN, cpu_by_role, cpu_seconds_of
 from shared.eventstore.schema import kernel_ddl
 
 PORT = 8791
@@ -275,7 +275,7 @@ def _percentiles(latencies: list[float]) -> str:
 def _cpu(server: int) -> dict[str, float]:
     roles = cpu_by_role()
     return {
-        "server": _cpu_seconds_of(server),
+        "server": cpu_seconds_of(server),
         "postgres": roles.get("postgres", 0.0),
         "load generator": roles["load generator"],
     }

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import time
 import uuid
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
-from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -32,10 +30,11 @@ from bench.common import ADMIN_DSN, scratch_schema
 from services.reporting.application.rebuild import Rebuild
 from services.reporting.consumers import TOPICS as REPORTING_TOPICS
 from services.reporting.projections.tables import PROJECTION_TABLES
+from shared.audit.replay import kafka_events
 from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import NewEvent
 from shared.eventstore.store import AppendContext, EventStore
-from shared.messaging.kafka import make_producer, make_reader
+from shared.messaging.kafka import envelope_headers, make_producer
 from shared.outbox import OutboxRelay, TopicRouter
 from shared.settings import KafkaSettings
 from shared.testing import temporary_topics
@@ -196,55 +195,33 @@ COPY_PARTITIONS = 3
 async def copy_topics(
     kafka: KafkaSettings, sources: list[str], targets: list[str], copies: int
 ) -> int:
-    """Every record of `sources`, `copies` times over into `targets` (a partition's records stay
-    in one partition, in order, with their headers), each copy under its own tenants (`<tenant>-c<n>`): the local history's mix of
-    types at `copies` times its size. Records that are not JSON envelopes are copied as they
-    are. Returns the records written."""
-    reader = make_reader(kafka, "bench-copy")
+    """Every record of `sources`, `copies` times over into `targets`, each copy under tenants of
+    its own (`<tenant>-c<n>`) with the relay's headers: the local history's mix of types at
+    `copies` times its size. A partition's records stay in one partition, in order. Records that
+    are not event envelopes are copied as they are, without headers. Returns the records
+    written."""
     producer = make_producer(kafka, "bench-copy")
-    await reader.start()
     await producer.start()
     written = 0
     try:
-        await reader.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in sources
-            for p in sorted(reader.partitions_for_topic(topic) or ())
-        ]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
-        pending = {tp for tp in partitions if ends[tp] > 0}
-        while pending:
-            for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
-                target = targets[sources.index(tp.topic)]
-                for record in records:
-                    for n in range(copies):
-                        await producer.send(
-                            target,
-                            _retenanted(record.value or b"", n),
-                            key=record.key,
-                            partition=record.partition % COPY_PARTITIONS,
-                            headers=list(record.headers),
-                        )
-                        written += 1
-                if await reader.position(tp) >= ends[tp]:
-                    pending.discard(tp)
+        async for event in kafka_events(kafka, sources):
+            for n in range(copies):
+                value, headers = event.raw or b"", []
+                if event.envelope is not None:
+                    tenant = f"{event.envelope.tenant_id[:58]}-c{n}"
+                    copy = event.envelope.model_copy(update={"tenant_id": tenant})
+                    value, headers = copy.to_json_bytes(), envelope_headers(copy)
+                await producer.send(
+                    targets[sources.index(event.topic)],
+                    value,
+                    partition=event.partition % COPY_PARTITIONS,
+                    headers=headers,
+                )
+                written += 1
         await producer.flush()
     finally:
         await producer.stop()
-        await reader.stop()
     return written
-
-
-def _retenanted(value: bytes, copy: int) -> bytes:
-    try:
-        envelope = json.loads(value)
-        envelope["tenant_id"] = f"{envelope['tenant_id'][:58]}-c{copy}"
-    except (ValueError, TypeError, KeyError):
-        return value
-    return json.dumps(envelope).encode()
 
 
 async def bench_rebuild(

@@ -182,20 +182,13 @@ class Rebuild:
                         f"(LIKE {self.live.table(name)} INCLUDING ALL)"
                     )
                 )
-                shadow_name = self.shadow.table(name).split(".", 1)[1]
-                rows = await session.execute(
-                    text(
-                        "SELECT indexname, indexdef FROM pg_indexes "
-                        "WHERE schemaname = :s AND tablename = :t "
-                        "AND indexdef NOT LIKE 'CREATE UNIQUE INDEX%'"
-                    ),
-                    {"s": self.shadow.schema, "t": shadow_name},
-                )
-                for index in rows:
-                    await session.execute(
-                        text(f'DROP INDEX {self.shadow.schema}."{index.indexname}"')
-                    )
-                    self._deferred_indexes.append(index.indexdef)
+                schema, shadow_name = self.shadow.schema, self.shadow.unqualified(name)
+                for index, definition in (
+                    await _index_definitions(session, schema, shadow_name)
+                ).items():
+                    if not definition.startswith("CREATE UNIQUE INDEX"):
+                        await session.execute(text(f'DROP INDEX {schema}."{index}"'))
+                        self._deferred_indexes.append(definition)
 
     async def _build_deferred_indexes(self, session: AsyncSession) -> None:
         """Before the rebuild reads the shadow tables: the per-event projector and the swap."""
@@ -435,8 +428,7 @@ class Rebuild:
         schema = self.live.schema
         for name in PROJECTION_TABLES:
             live_indexes = await _indexes(session, schema, name)
-            shadow_name = self.shadow.table(name).split(".", 1)[1]
-            shadow_indexes = await _indexes(session, schema, shadow_name)
+            shadow_indexes = await _indexes(session, schema, self.shadow.unqualified(name))
             await session.execute(text(f"DROP TABLE {self.live.table(name)}"))
             await session.execute(text(f"ALTER TABLE {self.shadow.table(name)} RENAME TO {name}"))
             for shape, index in shadow_indexes.items():
@@ -457,10 +449,16 @@ def _validated(record: ConsumerRecord[bytes, bytes], envelope: Recorded) -> Even
 _INDEX_NAME = re.compile(r"INDEX \S+ ON \S+")
 
 
-async def _indexes(session: AsyncSession, schema: str, table: str) -> dict[str, str]:
-    """Index name by its definition with the names taken out, to pair live and shadow indexes."""
+async def _index_definitions(session: AsyncSession, schema: str, table: str) -> dict[str, str]:
+    """Each index's `CREATE INDEX` statement by its name."""
     rows = await session.execute(
         text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s AND tablename = :t"),
         {"s": schema, "t": table},
     )
-    return {_INDEX_NAME.sub("INDEX ON", r.indexdef): r.indexname for r in rows}
+    return {r.indexname: r.indexdef for r in rows}
+
+
+async def _indexes(session: AsyncSession, schema: str, table: str) -> dict[str, str]:
+    """Index name by its definition with the names taken out, to pair live and shadow indexes."""
+    definitions = await _index_definitions(session, schema, table)
+    return {_INDEX_NAME.sub("INDEX ON", d): name for name, d in definitions.items()}

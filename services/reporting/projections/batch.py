@@ -5,10 +5,10 @@ can keep what it has written in memory instead of reading it back: the stream ve
 invoice's obligations, settlement sum and disputes, the open items and the tenants' totals. Each
 event is applied to that mirror exactly as `Projector` applies it to the tables (same version
 checks, same `ON CONFLICT DO NOTHING` rules, the open-items refresh after every invoice event, so
-`open_totals` gets the same rows, zeros included); `flush` then writes the rows the batch changed
-with one multi-row statement per table.
+`open_totals` gets the same rows, zeros included); `take_writes` then gives the statements that
+write the rows the batch changed, one multi-row statement per table.
 
-The mirror is valid only while every flush succeeds: `Rebuild` drops this projector and goes on
+The mirror is valid only while every write succeeds: `Rebuild` drops this projector and goes on
 with `Projector` (which reads the tables) after any failure it cannot count against one event.
 The live consumer keeps `Projector`: it shares the tables with other writers and readers.
 """
@@ -95,7 +95,7 @@ class _Payment:
 
 
 class BatchProjector:
-    """`apply` one decoded event at a time into memory, `flush` once per batch."""
+    """`apply` one decoded event at a time into memory, `take_writes` once per batch."""
 
     def __init__(self, tables: Tables) -> None:
         self.t = tables
@@ -426,13 +426,10 @@ class BatchProjector:
 
     # ---- writing the batch ----------------------------------------------------------------------
 
-    async def flush(self, session: AsyncSession) -> None:
-        """Write every row the events since the last flush changed, one statement per table."""
-        await write(session, self.take_writes())
-
     def take_writes(self) -> list[Write]:
-        """The statements `flush` runs, taken now: applying more events does not change them,
-        so the rebuild writes one batch while it applies the next."""
+        """The statements writing every row the events since the last call changed, one per
+        table, taken now: applying more events does not change them, so the rebuild writes one
+        batch while it applies the next."""
         t = self.t
         writes: list[Write] = []
         if self.d_customers:

@@ -37,9 +37,13 @@ class Tables:
             raise ValueError(f"unexpected table suffix {self.suffix!r}")
 
     def table(self, name: str) -> str:
+        return f"{self.schema}.{self.unqualified(name)}"
+
+    def unqualified(self, name: str) -> str:
+        """The table's name without its schema (as `pg_indexes` and `RENAME TO` give it)."""
         if name not in PROJECTION_TABLES:
             raise ValueError(f"not a projection table: {name!r}")
-        return f"{self.schema}.{name}{self.suffix}"
+        return f"{name}{self.suffix}"
 
     @property
     def customers(self) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conftest import admin_dsn
 from services.reporting.application.rebuild import checksums
-from services.reporting.projections.batch import BatchProjector, Recorded
+from services.reporting.projections.batch import BatchProjector, Recorded, write
 from services.reporting.projections.projector import PROJECTED_TYPES, Projector
 from services.reporting.projections.tables import Tables
 from services.reporting.tests.conftest import Ledger
@@ -322,7 +322,7 @@ async def test_the_batched_projector_writes_what_the_live_projector_writes(
                     recorded, event = envelope, BatchProjector.decode(envelope)
                 if event is not None:
                     batched.apply(recorded, event)
-            await batched.flush(session)
+            await write(session, batched.take_writes())
 
     async with sessions() as session:
         expected = await checksums(session, Tables(live_schema))
