@@ -41,10 +41,12 @@ async def scratch_schema(
 
 
 def cpu_seconds_of(pid: int) -> float:
-    """User + system CPU of a process so far (utime and stime are fields 14 and 15 of
-    /proc/<pid>/stat, in clock ticks; the name in field 2 may hold spaces, hence the split)."""
+    """User + system CPU of a process so far, its ended children's included (utime, stime,
+    cutime and cstime are fields 14-17 of /proc/<pid>/stat, in clock ticks; the name in field 2
+    may hold spaces, hence the split). Without the children, Postgres backends that ended during
+    a phase (connections a pool closed, autovacuum workers) were not counted at all."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _role(pid: int) -> str | None:

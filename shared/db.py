@@ -30,17 +30,26 @@ def checked_schema(name: str) -> str:
 
 
 def make_engine(
-    dsn: str, *, pool_size: int = 10, application_name: str = "ledgerline"
+    dsn: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    application_name: str = "ledgerline",
 ) -> AsyncEngine:
     """No ping on checkout: it was a round trip before every unit of work (4 of the ~30 per
     issued invoice). A connection found dead on use fails that one request, which answers 503
     (`database_unavailable`), and SQLAlchemy then discards every pooled connection older than the
     failure, so a restarted Postgres costs each process one refused request, not one per
-    connection. Connections are recycled hourly so that none outlives a server-side timeout."""
+    connection. Connections are recycled hourly so that none outlives a server-side timeout.
+
+    The pool keeps `pool_size` connections; up to `max_overflow` more (default: as many) are
+    opened under a burst and closed as soon as they are returned, so a pool smaller than the
+    process's usual concurrency opens and closes connections all the time (see ServiceSettings).
+    """
     return create_async_engine(
         dsn,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=3600,
         connect_args={"server_settings": {"application_name": application_name}},
     )

@@ -62,6 +62,7 @@ class ServiceRuntime:
         engine = make_engine(
             settings.dsn(),
             pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
             application_name=f"ledgerline-{settings.service_name}",
         )
         instrument_engine(engine)
