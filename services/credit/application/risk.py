@@ -68,7 +68,8 @@ async def assess(
 async def risk_events(
     session: AsyncSession, tenant: str, state: CreditAccountState, today: date
 ) -> list[EventPayload]:
-    """RiskScoreChanged when the score, band or recommended limit moved, else nothing."""
+    """RiskScoreChanged when the score or band changed or the recommended limit moved far
+    enough to be news (risk.reassess), else nothing."""
     if state.currency is None:
         return []  # no limit yet: no currency to score in
     facts = await behaviour(session, tenant, state.customer_id, state.currency)

@@ -57,6 +57,7 @@ from shared.money import CurrencyMismatch, Money, Rounding, currency_exponent, s
 __all__ = [
     "BAND_UPPER_BOUNDS",
     "DEFAULT_WEIGHTS",
+    "RECOMMENDATION_MOVE",
     "THIN_FILE_INVOICES",
     "VOLUME_MONTHS",
     "VOLUME_WINDOW_DAYS",
@@ -625,24 +626,40 @@ PreviousRisk = RiskAssessment | RiskScoreChanged | RiskSnapshot | tuple[int, Ris
 or a bare ``(score, band)`` pair (then the recommended limit is not compared), or ``None``."""
 
 
+RECOMMENDATION_MOVE: Final = Fraction(1, 10)
+"""How far the recommended limit must move from the last published one to be news. It follows
+the volume invoiced, so it moved with every invoice, and each issued invoice published a
+RiskScoreChanged whose score and band had not changed (a third of the credit service's events)."""
+
+
+def _recommendation_moved(before: Money | None, now: Money | None) -> bool:
+    """It appeared, went away, changed currency, or moved by RECOMMENDATION_MOVE or more."""
+    if before is None or now is None:
+        return before is not now
+    if before.currency != now.currency or not before.is_positive():
+        return before != now
+    moved = abs(now.amount - before.amount)
+    return moved * RECOMMENDATION_MOVE.denominator >= before.amount * RECOMMENDATION_MOVE.numerator
+
+
 def reassess(
     previous: PreviousRisk, assessment: RiskAssessment, customer_id: str
 ) -> list[EventPayload]:
-    """``[RiskScoreChanged]`` when the score, band or recommended limit differs from
-    ``previous`` (always for the first assessment), else ``[]``: reprocessing the same facts
-    publishes nothing. Changed explanations alone are not news."""
+    """``[RiskScoreChanged]`` when the score or band differs from ``previous`` or the
+    recommended limit moved (``RECOMMENDATION_MOVE``), always for the first assessment, else
+    ``[]``: reprocessing the same facts publishes nothing. Changed explanations alone are not
+    news."""
     previous_score: int | None = None
     if previous is not None:
         if isinstance(previous, RiskAssessment | RiskScoreChanged | RiskSnapshot):
-            before = (previous.score, previous.band, previous.recommended_limit)
-            now = (assessment.score, assessment.band, assessment.recommended_limit)
+            score_before, band_before = previous.score, previous.band
+            moved = _recommendation_moved(previous.recommended_limit, assessment.recommended_limit)
         else:
             score_before, band_before = previous
-            before = (score_before, band_before, None)
-            now = (assessment.score, assessment.band, None)
-        if before == now:
+            moved = False
+        if (score_before, band_before) == (assessment.score, assessment.band) and not moved:
             return []
-        previous_score = before[0]
+        previous_score = score_before
     return [
         build_event(
             RiskScoreChanged,

@@ -564,17 +564,45 @@ def test_a_changed_score_is_published_with_the_previous_one() -> None:
     assert reassess((65, "high"), after, CUSTOMER) == [event]
 
 
-def test_a_changed_recommended_limit_alone_is_published() -> None:
+def test_a_recommended_limit_moved_by_a_tenth_alone_is_published() -> None:
     before = example()
-    after = dataclasses.replace(before, recommended_limit=eur("2000.00"))
+    assert before.recommended_limit == eur("1833.00")
+    after = dataclasses.replace(before, recommended_limit=eur("2016.30"))  # +10 %
 
     [event] = reassess(before, after, CUSTOMER)
 
     assert isinstance(event, RiskScoreChanged)
     assert (event.score, event.previous_score) == (65, 65)
-    assert event.recommended_limit == eur("2000.00")
+    assert event.recommended_limit == eur("2016.30")
     # a bare (score, band) pair cannot see the limit
     assert reassess((65, "high"), after, CUSTOMER) == []
+
+
+@pytest.mark.parametrize("limit", ["2016.29", "1649.71", "1833.00"])
+def test_a_recommended_limit_moved_by_less_than_a_tenth_is_not_news(limit: str) -> None:
+    """It follows the volume invoiced: every issued invoice moved it a little."""
+    before = example()
+    assert (
+        reassess(before, dataclasses.replace(before, recommended_limit=eur(limit)), CUSTOMER) == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("before_limit", "after_limit"),
+    [("1833.00", "1649.70"), ("1833.00", None), (None, "1.00"), ("0.00", "1.00")],
+)
+def test_a_recommended_limit_that_falls_by_a_tenth_appears_or_goes_is_news(
+    before_limit: str | None, after_limit: str | None
+) -> None:
+    before = dataclasses.replace(
+        example(), recommended_limit=eur(before_limit) if before_limit else None
+    )
+    after = dataclasses.replace(before, recommended_limit=eur(after_limit) if after_limit else None)
+
+    [event] = reassess(before, after, CUSTOMER)
+
+    assert isinstance(event, RiskScoreChanged)
+    assert event.recommended_limit == after.recommended_limit
 
 
 def test_a_bad_customer_id_is_a_validation_error() -> None:
