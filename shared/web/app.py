@@ -3,6 +3,7 @@ lifecycle."""
 
 from __future__ import annotations
 
+import gc
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,6 +24,20 @@ from shared.web.deps import reject_nul_characters
 from shared.web.errors import install_error_handlers
 from shared.web.middleware import RequestContextMiddleware
 from shared.web.runtime import ConsumerSpec, ServiceRuntime, Worker
+
+_startup_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up built (modules, the app, its models, about 150,000 objects) out of the
+    cyclic collector's sight, once per process. Every full collection traversed it again: about
+    80 ms on this machine, every few seconds under load, while every request in flight waited.
+    Garbage is collected first, so none of it is kept."""
+    global _startup_heap_frozen
+    if not _startup_heap_frozen:
+        _startup_heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_service_app(
@@ -48,6 +63,7 @@ def create_service_app(
         await runtime.start(list(consumers), topic_router)
         for worker in workers:
             runtime.spawn(worker.run(runtime), worker.name)
+        freeze_startup_heap()
         try:
             yield
         finally:
