@@ -3,10 +3,10 @@
 
     .venv/bin/python -m bench.connections [--units 200]
 
-Each unit of work is `SELECT 1` as the invoice service's role, through the service's engine
-settings (asyncpg, application name). Prints wall time, this process's CPU and Postgres's CPU
-per unit; Postgres's includes the backends that ended (they are counted in the postmaster's
-children's time, see bench.common.cpu_seconds_of).
+Each unit of work is `SELECT 1` as the invoice service's role over SQLAlchemy and asyncpg, on a
+new connection each time (NullPool) or on one pooled connection (shared.db.make_engine). Prints
+wall time, this process's CPU and Postgres's CPU per unit; Postgres's includes the backends that
+ended (they are counted in the postmaster's children's time, see bench.common.cpu_seconds_of).
 """
 
 from __future__ import annotations

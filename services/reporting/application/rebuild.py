@@ -40,6 +40,7 @@ from services.reporting.projections.tables import PROJECTION_TABLES, Tables
 from shared.db import make_sessionmaker, savepoint
 from shared.events.envelope import EventEnvelope
 from shared.events.replay import ReplayDecoder, ReplayEnvelope
+from shared.heap import thaw
 from shared.messaging.kafka import header, make_reader
 from shared.settings import KafkaSettings
 
@@ -161,7 +162,7 @@ class Rebuild:
                 raise
             finally:
                 self.batched = None  # its memory: as much as the tables' rows
-                gc.unfreeze()
+                thaw()  # what _replay froze, the start-up heap kept frozen
                 await guard.execute(
                     text("SELECT pg_advisory_unlock(hashtext(:key))"),
                     {"key": rebuild_gate_key(self.live.schema) + ".running"},
