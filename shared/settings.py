@@ -70,9 +70,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = ""
     # Connections kept open. Beyond them a unit of work opens one and closes it after: about
-    # 12 ms of CPU (5 here, 7 in Postgres) and a cold prepared-statement cache each. With 10, the
+    # 10 ms of CPU (here and in Postgres) and a cold prepared-statement cache each. With 10, the
     # issue benchmark's 16 clients opened 9 connections a second (the relay and the chain sealer
-    # hold one each while leading), and issuing peaked at 43/s instead of 56/s.
+    # hold one each while leading), and issuing peaked at 41-46/s instead of 52-56/s.
     db_pool_size: int = 32
     db_max_overflow: int = 8
     http_host: str = "127.0.0.1"

@@ -100,7 +100,7 @@ async def test_bi_reader_reads_reporting_only_and_cannot_write() -> None:
 async def test_a_service_reuses_its_connections_under_its_usual_concurrency() -> None:
     """A pool smaller than a process's concurrency closes each connection opened beyond it as
     soon as it is returned: with 10, the issue benchmark's 16 clients opened 9 connections a
-    second, about 12 ms of CPU each and a cold statement cache. Twenty-four units of work at
+    second, about 10 ms of CPU each and a cold statement cache. Twenty-four units of work at
     once (16 requests, the relay, the sealer, the consumers), twice: the second round finds
     every connection it needs already open."""
     runtime = ServiceRuntime.create(settings_of("invoice"))
