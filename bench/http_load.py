@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import time
 import uuid
@@ -40,6 +39,7 @@ from services.registry import settings_of
 from services.reporting.projections.projector import PROJECTED_TYPES
 from shared.auth import mint_token
 from shared.db import make_engine
+from shared.heap import freeze_startup_heap
 
 SCOPES = ["invoices:read", "invoices:write", "credit:read", "credit:write", "reporting:read"]
 ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
@@ -253,8 +253,7 @@ async def main(args: argparse.Namespace) -> None:
         clients = [await connect(t, per_tenant, args.concurrency) for t in tenants]
         # The load generator's own full collections (60 ms over its start-up heap) would count
         # as the services' latency, so its start-up heap is frozen as theirs is.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         print(
             f"{args.tenants} tenant(s) of {per_tenant} customers, {args.concurrency} clients, "
             f"pid {os.getpid()}"

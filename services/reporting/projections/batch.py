@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,6 +94,22 @@ class _Payment:
     stream_version: int
 
 
+Streamed = TypeVar("Streamed", _Invoice, _Payment)
+
+
+def _advanced(
+    rows: dict[Key, Streamed], dirty: set[Key], key: Key, stream_version: int
+) -> Streamed | None:
+    """The row an event of its stream changes, moved to the event's version and marked to be
+    written; None if the row is unknown or already past that version (a redelivery)."""
+    row = rows.get(key)
+    if row is None or row.stream_version >= stream_version:
+        return None
+    row.stream_version = stream_version
+    dirty.add(key)
+    return row
+
+
 class BatchProjector:
     """`apply` one decoded event at a time into memory, `take_writes` once per batch."""
 
@@ -145,18 +161,14 @@ class BatchProjector:
             self._payment_received(env, event)
         elif event_type in _INVOICE_CHANGES:
             key = (env.tenant_id, event.invoice_id)
-            invoice = self.invoices.get(key)
-            if invoice is not None and invoice.stream_version < env.stream_version:
-                invoice.stream_version = env.stream_version
-                self.d_invoices.add(key)
+            invoice = _advanced(self.invoices, self.d_invoices, key, env.stream_version)
+            if invoice is not None:
                 _INVOICE_CHANGES[event_type](self, env, key, invoice, event)
                 self._refresh(env.tenant_id, key[1])
         elif event_type in _PAYMENT_CHANGES:
             key = (env.tenant_id, event.payment_id)
-            payment = self.payments.get(key)
-            if payment is not None and payment.stream_version < env.stream_version:
-                payment.stream_version = env.stream_version
-                self.d_payments.add(key)
+            payment = _advanced(self.payments, self.d_payments, key, env.stream_version)
+            if payment is not None:
                 _PAYMENT_CHANGES[event_type](self, env, payment, event)
 
     def _customer(self, env: Recorded, e: inv.CustomerRegistered | inv.CustomerUpdated) -> None:
