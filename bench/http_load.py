@@ -300,9 +300,12 @@ async def main(args: argparse.Namespace) -> None:
         else:
             print(f"  projection caught up with the drafts in {settled:.1f} s")
         since = time.time()
+        cpu, started = cpu_by_role(), time.perf_counter()
         half = await open_loop(pool, rate)
         print(f"half rate ({rate:,.0f}/s for {args.seconds:.0f} s): " + half.report("issue"))
         await asyncio.sleep(3)  # let the last events reach the projection
+        print("  CPU per issued invoice at half rate (the last events' consumers included):")
+        print(cpu_table(cpu, cpu_by_role(), time.perf_counter() - started, len(half.latencies)))
         lag = await projection_lag(tenants, since)
         print(
             f"  commit -> reporting projection: p50 {percentile(lag, 50):.0f} ms, "

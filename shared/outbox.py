@@ -22,7 +22,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.eventstore.store import EventStore, OutboxRecord, Position
+from shared.eventstore.store import EventStore, OutboxRecord, Position, TransactionIdsBehind
 from shared.messaging.kafka import Publisher, envelope_headers
 from shared.metrics import EVENTS_PUBLISHED
 from shared.topics import event_topic
@@ -44,6 +44,7 @@ class RelayStats:
     published: int = 0
     batches: int = 0
     is_leader: bool = False
+    refused: str | None = None  # why it will not publish until an operator acts (for /readyz)
 
 
 class OutboxRelay:
@@ -87,6 +88,11 @@ class OutboxRelay:
                     await self._sleep(self.poll_interval)
             except asyncio.CancelledError:
                 raise
+            except TransactionIdsBehind as exc:
+                self.stats.refused = str(exc)
+                log.error("relay %s will not publish: %s", self.name, exc)
+                await self._release()
+                await self._sleep(10.0)
             except Exception:
                 log.exception("relay %s failed; retrying in %.1fs", self.name, backoff)
                 await self._release()
@@ -108,6 +114,8 @@ class OutboxRelay:
             return True
         conn = await self.engine.connect()
         try:
+            await self.store.check_transaction_ids(conn)
+            self.stats.refused = None
             got = (
                 await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
             ).scalar_one()

@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import checked_schema
 from shared.events.envelope import EventEnvelope
-from shared.eventstore.store import EVENT_COLUMNS, EventStore, Position, row_to_envelope
+from shared.eventstore.store import (
+    EVENT_COLUMNS,
+    EventStore,
+    Position,
+    TransactionIdsBehind,
+    row_to_envelope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +131,7 @@ async def seal_now(engine: AsyncEngine, schema: str) -> int | None:
     s = checked_schema(schema)
     conn = await engine.connect()
     try:
+        await EventStore(s).check_transaction_ids(conn)
         if not await _try_lead(conn, s):
             return None
         total = 0
@@ -194,6 +201,7 @@ class ChainSealer:
         self.schema = checked_schema(schema)
         self.poll_interval = poll_interval
         self.sealed = 0
+        self.refused: str | None = None  # why it will not seal until an operator acts
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -207,8 +215,13 @@ class ChainSealer:
                 log.warning("chain sealer on %s: database unreachable; retrying", self.schema)
             else:
                 try:
+                    await EventStore(self.schema).check_transaction_ids(conn)
+                    self.refused = None
                     if await _try_lead(conn, self.schema):
                         await self._seal_until_stopped(conn)
+                except TransactionIdsBehind as exc:
+                    self.refused = str(exc)
+                    log.error("chain sealer will not seal: %s", exc)
                 except Exception:
                     log.exception("chain sealer on %s failed; retrying", self.schema)
                 finally:

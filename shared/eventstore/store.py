@@ -135,6 +135,32 @@ def row_to_envelope(row: Any) -> EventEnvelope:
     )
 
 
+class TransactionIdsBehind(RuntimeError):
+    """The cluster's transaction ids are behind those stored with the events.
+
+    A logical restore (pg_dump, then pg_restore into another cluster) copies the events with
+    their writers' transaction ids, but the new cluster counts from its own, lower start. Every
+    new event then sorts below the relay's and the sealer's checkpoints in relay order and would
+    never be published or sealed, and an append to a restored stream looks like a concurrent
+    writer's (its head was "written after us") and is refused. Physical backups keep the
+    counter and are not affected.
+    """
+
+    def __init__(self, schema: str, stored: int, next_id: int) -> None:
+        epoch = (stored >> 32) + 1
+        super().__init__(
+            f"{schema}: stored events carry transaction ids up to {stored}, but this cluster's "
+            f"next one is {next_id} (restored from a logical dump?). New events would sort "
+            f"below them and never be published or sealed. Stop the server, run "
+            f"`pg_resetwal -e {epoch} <data directory>` as its OS user, and start it again "
+            f"(docs/operations.md, 'Restoring a logical dump')."
+        )
+        self.schema = schema
+        self.stored = stored
+        self.next_id = next_id
+        self.epoch = epoch
+
+
 class EventStore:
     """The events table of one service schema."""
 
@@ -286,6 +312,21 @@ class EventStore:
             {"stream_id": stream_id, "tenant_id": tenant_id},
         )
         return int(version or 0)
+
+    async def check_transaction_ids(self, session: AsyncSession | AsyncConnection) -> None:
+        """Raise TransactionIdsBehind when a stored event's transaction id is one this cluster
+        has not handed out yet; readers in relay order check before they start."""
+        row = (
+            await session.execute(
+                text(
+                    f"""SELECT max(transaction_id)::text AS stored,
+                               pg_snapshot_xmax(pg_current_snapshot())::text AS next_id
+                        FROM {self.schema}.events"""
+                )
+            )
+        ).one()
+        if row.stored is not None and int(row.stored) >= int(row.next_id):
+            raise TransactionIdsBehind(self.schema, int(row.stored), int(row.next_id))
 
     async def read_all(
         self,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.audit.chain import ChainSealer
 from shared.consumer import ConsumerRuntime, Handler
 from shared.db import make_engine, make_sessionmaker
-from shared.eventstore.store import OutboxRecord
+from shared.eventstore.store import EventStore, OutboxRecord, TransactionIdsBehind
 from shared.messaging.kafka import RenewableProducer, make_consumer, make_producer
 from shared.outbox import OutboxRelay, TopicRouter, service_router
 from shared.settings import ServiceSettings
@@ -74,6 +74,7 @@ class ServiceRuntime:
         router: TopicRouter | None = None,
     ) -> None:
         s = self.settings
+        await self._check_transaction_ids()
         if s.run_relay or (s.run_consumers and consumer_specs):
             self.producer = RenewableProducer(
                 lambda: make_producer(s.kafka, f"{s.service_name}-producer"), s.service_name
@@ -119,6 +120,28 @@ class ServiceRuntime:
                 self.consumers.append(runtime)
                 self.spawn(runtime.run(), f"consumer {spec.group_id}")
 
+    async def _check_transaction_ids(self) -> None:
+        """A process does not start on a database restored from a logical dump before the
+        cluster's transaction ids were moved past the stored ones: the events it wrote would
+        sort below the relay's checkpoint and never be published (TransactionIdsBehind).
+
+        Any other failure (the database not up yet) is left to the requests, which answer 503,
+        and to the relay and sealer, which check again before they lead."""
+        store = EventStore(self.settings.schema_name)
+
+        async def check() -> None:
+            async with self.engine.connect() as conn:
+                await store.check_transaction_ids(conn)
+
+        try:
+            await asyncio.wait_for(check(), timeout=5)
+        except TransactionIdsBehind:
+            raise
+        except Exception as exc:
+            log.warning(
+                "%s: transaction ids not checked at start: %r", self.settings.service_name, exc
+            )
+
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report_crash)
@@ -157,9 +180,15 @@ class ServiceRuntime:
             return f"database: {type(exc).__name__}: {exc}"[:300]
 
     def check_workers(self) -> str | None:
-        """A relay or consumer task that ended while the service runs is a broken service."""
+        """A relay or consumer task that ended while the service runs is a broken service, and
+        so is a relay or sealer that refuses to work until an operator acts."""
         dead = [t.get_name() for t in self.tasks if t.done()]
-        return f"background tasks stopped: {', '.join(dead)}" if dead else None
+        if dead:
+            return f"background tasks stopped: {', '.join(dead)}"
+        refusals = (self.relay.stats.refused if self.relay else None) or (
+            self.sealer.refused if self.sealer else None
+        )
+        return refusals or None
 
     async def check_kafka(self) -> str | None:
         if self.producer is None:
