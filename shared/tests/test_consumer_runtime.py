@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pytest
@@ -19,21 +19,13 @@ from shared.db import database_unavailable
 from shared.errors import StateConflict
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import ANY_VERSION, AppendContext, EventStore
-from shared.messaging.kafka import header, make_consumer, make_producer
+from shared.messaging.kafka import header, make_consumer
 from shared.settings import KafkaSettings
 from shared.testing import publish_envelopes
 from shared.tests.kafka_helpers import read_topic
 from shared.topics import dlq_topic
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = make_producer(kafka_settings, "test-consumer")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -20,14 +20,6 @@ from shared.settings import KafkaSettings
 from shared.tests.kafka_helpers import drain, read_topic
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = make_producer(kafka_settings, "test-relay")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def ctx(customer: str) -> AppendContext:
