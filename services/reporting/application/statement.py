@@ -53,13 +53,14 @@ def _movements_sql(t: Tables, scope: Scope) -> str:
         UNION ALL
         SELECT x.effective_on, x.currency, x.kind, -x.amount_minor,
                CAST(x.invoice_id AS text), x.kind || ':' || CAST(x.event_id AS text),
-               i.number, NULL, NULL
+               COALESCE(x.document_number, i.number), NULL,
+               CASE WHEN x.document_number IS NOT NULL THEN i.number END
         {invoices.format(table=t.settlements)}
               AND x.kind <> 'payment' AND x.effective_on <= :end
         UNION ALL
         SELECT p.received_on, p.currency, 'payment', -p.amount_minor,
                CAST(p.payment_id AS text), 'payment:' || CAST(p.payment_id AS text),
-               NULL, NULL, p.method
+               p.reference, NULL, p.method
         FROM {t.payments} p
         WHERE p.tenant_id = :t AND p.received_on <= :end {scope.filters("p")}
         UNION ALL

@@ -54,8 +54,10 @@ _RETURNS = {
 class Movement:
     """A fact as the projections hold it, before it is described for the customer.
 
-    `detail` is kind-specific: the payment method of a payment, the return kind of a
-    reversal. `key` is unique per movement (its event or obligation id): the last sort key.
+    `reference` is the document's own number: the invoice's, the credit note's, the payer's
+    reference of a payment. `detail` is kind-specific: the payment method of a payment, the
+    return kind of a reversal, the invoice number of a credit note that has its own number.
+    `key` is unique per movement (its event or obligation id): the last sort key.
     """
 
     on: date
@@ -118,7 +120,12 @@ def describe(m: Movement) -> str:
         case "reversal":
             return _RETURNS.get(m.detail or "other", "Payment reversed")
         case "credit_note":
-            return f"Credit note on invoice {ref}" + (" reversed" if m.amount > 0 else "")
+            note = (
+                f"Credit note {ref} on invoice {m.detail}"
+                if m.detail
+                else f"Credit note on invoice {ref}"
+            )
+            return note + (" reversed" if m.amount > 0 else "")
         case "discount":
             if m.amount > 0:
                 return f"Early-payment discount on invoice {ref} reversed"

@@ -92,6 +92,7 @@ class _Payment:
     received_on: date
     source: str
     stream_version: int
+    reference: str | None
 
 
 Streamed = TypeVar("Streamed", _Invoice, _Payment)
@@ -228,11 +229,19 @@ class BatchProjector:
                 received_on=e.received_on,
                 source=e.source,
                 stream_version=env.stream_version,
+                reference=e.reference,
             )
             self.d_payments.add(key)
 
     def _settlement(
-        self, env: Recorded, key: Key, invoice: _Invoice, kind: str, amount: int, on: date
+        self,
+        env: Recorded,
+        key: Key,
+        invoice: _Invoice,
+        kind: str,
+        amount: int,
+        on: date,
+        document_number: str | None = None,
     ) -> None:
         if amount == 0:
             return
@@ -241,7 +250,15 @@ class BatchProjector:
             return
         self.settlement_keys.add(settlement)
         self.new_settlements.append(
-            (*settlement, key[1], invoice.customer_id, invoice.currency, on, amount)
+            (
+                *settlement,
+                key[1],
+                invoice.customer_id,
+                invoice.currency,
+                on,
+                amount,
+                document_number,
+            )
         )
         invoice.settled += amount
         if invoice.latest_settlement is None or on > invoice.latest_settlement:
@@ -265,7 +282,7 @@ class BatchProjector:
     def _credit_note(
         self, env: Recorded, key: Key, invoice: _Invoice, e: inv.CreditNoteIssued
     ) -> None:
-        self._settlement(env, key, invoice, "credit_note", e.amount.amount, e.issued_on)
+        self._settlement(env, key, invoice, "credit_note", e.amount.amount, e.issued_on, e.number)
 
     def _late_fee(self, env: Recorded, key: Key, invoice: _Invoice, e: inv.LateFeeCharged) -> None:
         fee = _Obligation(
@@ -525,10 +542,11 @@ class BatchProjector:
             _stage(
                 writes,
                 f"""INSERT INTO {t.settlements} (tenant_id, event_id, kind, invoice_id,
-                        customer_id, currency, effective_on, amount_minor)
+                        customer_id, currency, effective_on, amount_minor, document_number)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
                         CAST(:c2 AS text[]), CAST(:c3 AS uuid[]), CAST(:c4 AS text[]),
-                        CAST(:c5 AS text[]), CAST(:c6 AS date[]), CAST(:c7 AS bigint[]))""",
+                        CAST(:c5 AS text[]), CAST(:c6 AS date[]), CAST(:c7 AS bigint[]),
+                        CAST(:c8 AS text[]))""",
                 self.new_settlements,
             )
         if self.d_disputes:
@@ -573,16 +591,17 @@ class BatchProjector:
                         p.received_on,
                         p.source,
                         p.stream_version,
+                        p.reference,
                     )
                 )
             _stage(
                 writes,
                 f"""INSERT INTO {t.payments} (tenant_id, payment_id, customer_id, currency,
-                        amount_minor, method, received_on, source, stream_version)
+                        amount_minor, method, received_on, source, stream_version, reference)
                     SELECT * FROM unnest(CAST(:c0 AS text[]), CAST(:c1 AS uuid[]),
                         CAST(:c2 AS text[]), CAST(:c3 AS text[]), CAST(:c4 AS bigint[]),
                         CAST(:c5 AS text[]), CAST(:c6 AS date[]), CAST(:c7 AS text[]),
-                        CAST(:c8 AS int[]))
+                        CAST(:c8 AS int[]), CAST(:c9 AS text[]))
                     ON CONFLICT (tenant_id, payment_id) DO UPDATE SET
                         stream_version = EXCLUDED.stream_version""",
                 p_rows,

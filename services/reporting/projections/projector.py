@@ -175,8 +175,8 @@ class Projector:
         await _run(
             session,
             f"""INSERT INTO {self.t.payments} (tenant_id, payment_id, customer_id, currency,
-                    amount_minor, method, received_on, source, stream_version)
-                VALUES (:t, :p, :c, :cur, :amount, :method, :received, :source, :v)
+                    amount_minor, method, received_on, source, stream_version, reference)
+                VALUES (:t, :p, :c, :cur, :amount, :method, :received, :source, :v, :ref)
                 ON CONFLICT (tenant_id, payment_id) DO NOTHING""",
             t=env.tenant_id,
             p=e.payment_id,
@@ -187,6 +187,7 @@ class Projector:
             received=e.received_on,
             source=e.source,
             v=env.stream_version,
+            ref=e.reference,
         )
 
     # ---- invoice changes ------------------------------------------------------------------------
@@ -218,15 +219,18 @@ class Projector:
         kind: str,
         amount: int,
         effective_on: Any,
+        document_number: str | None = None,
     ) -> None:
-        """`amount` > 0 lowers the receivable, < 0 raises it again (an un-application)."""
+        """`amount` > 0 lowers the receivable, < 0 raises it again (an un-application).
+        `document_number`: the settling document's own number (a credit note's)."""
         if amount == 0:
             return
         await _run(
             session,
             f"""INSERT INTO {self.t.settlements} (tenant_id, event_id, kind, invoice_id,
-                    customer_id, currency, effective_on, amount_minor)
-                SELECT :t, :e, :kind, i.invoice_id, i.customer_id, i.currency, :on, :amount
+                    customer_id, currency, effective_on, amount_minor, document_number)
+                SELECT :t, :e, :kind, i.invoice_id, i.customer_id, i.currency, :on, :amount,
+                    :number
                 FROM {self.t.invoices} i WHERE i.tenant_id = :t AND i.invoice_id = :i
                 ON CONFLICT DO NOTHING""",
             t=env.tenant_id,
@@ -235,6 +239,7 @@ class Projector:
             i=invoice_id,
             on=effective_on,
             amount=amount,
+            number=document_number,
         )
 
     async def _payment_applied(
@@ -260,7 +265,7 @@ class Projector:
         self, session: AsyncSession, env: EventEnvelope, e: inv.CreditNoteIssued
     ) -> None:
         await self._settlement(
-            session, env, e.invoice_id, "credit_note", e.amount.amount, e.issued_on
+            session, env, e.invoice_id, "credit_note", e.amount.amount, e.issued_on, e.number
         )
 
     async def _late_fee(

@@ -168,7 +168,12 @@ class Ledger:
     # ---- the payments service's events --------------------------------------------------------
 
     def received(
-        self, customer: str, amount: int, on: date, currency: str = "EUR"
+        self,
+        customer: str,
+        amount: int,
+        on: date,
+        currency: str = "EUR",
+        reference: str | None = None,
     ) -> tuple[uuid.UUID, EventEnvelope]:
         payment_id = uuid.uuid4()
         event = pay.PaymentReceived(
@@ -177,6 +182,7 @@ class Ledger:
             amount=Money.of_minor(amount, currency),
             method="bank_transfer",
             received_on=on,
+            reference=reference,
         )
         return payment_id, self.envelope(f"payment-{payment_id}", event, customer)
 

@@ -78,7 +78,9 @@ def history(ledger: Ledger, seed: int) -> list[EventEnvelope]:
             match step:
                 case 0 | 1:
                     part = rng.randrange(1, total)
-                    payment_id, received = ledger.received(customer, part, later, currency)
+                    payment_id, received = ledger.received(
+                        customer, part, later, currency, reference=rng.choice([None, "REMIT-9"])
+                    )
                     allocated = ledger.allocated(
                         payment_id, invoice_id, part, later, customer, currency
                     )
@@ -199,6 +201,7 @@ def history(ledger: Ledger, seed: int) -> list[EventEnvelope]:
                             inv.CreditNoteIssued(
                                 invoice_id=invoice_id,
                                 credit_note_id=uuid.uuid4(),
+                                number=rng.choice([None, f"CN-{rng.randrange(10_000)}"]),
                                 amount=money(total // 4),
                                 reason="goodwill",
                                 issued_on=later,

@@ -79,6 +79,9 @@ def test_descriptions_of_every_kind() -> None:
     )
     assert describe(mv("2026-01-01", "void", -100, "i", reference="X")) == "Invoice X voided"
     assert describe(mv("2026-01-01", "payment", -100, "p")) == "Payment received"
+    assert describe(mv("2026-01-01", "credit_note", -100, "i", reference="CN-7", detail="X")) == (
+        "Credit note CN-7 on invoice X"
+    )
 
 
 def test_statement_with_aging_disputes_and_money_on_account() -> None:

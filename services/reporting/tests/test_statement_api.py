@@ -30,8 +30,9 @@ def _eur(minor: int) -> Money:
 
 async def history(ledger: Ledger) -> dict[str, uuid.UUID]:
     """EUR: A 1000.00 issued Jan 1, due Jan 31; B 500.00 issued Feb 5, due Mar 15; 400.00 paid
-    on A Feb 15; a 50.00 credit note on B Feb 20; a 25.00 late fee on A Feb 25; 10.00 of B
-    disputed Mar 1; 30.00 received and not applied Mar 3, of which 10.00 refunded Mar 5.
+    on A Feb 15; a 50.00 credit note CN-0007 on B Feb 20; a 25.00 late fee on A Feb 25; 10.00
+    of B disputed Mar 1; 30.00 received (the payer's reference "ACME REMIT 0303") and not
+    applied Mar 3, of which 10.00 refunded Mar 5.
     USD: C 200.00 issued Feb 10, due Mar 12. Another customer's invoice, which must not show."""
     await ledger.deliver(ledger.customer_event(CUSTOMER, "Acme Statement GmbH"))
     a, issued_a = ledger.issue(CUSTOMER, 100_000, D("2026-01-01"), D("2026-01-31"))
@@ -43,6 +44,7 @@ async def history(ledger: Ledger) -> dict[str, uuid.UUID]:
     credit_note = inv.CreditNoteIssued(
         invoice_id=b,
         credit_note_id=uuid.uuid4(),
+        number="CN-0007",
         amount=_eur(5_000),
         reason="damaged goods",
         issued_on=D("2026-02-20"),
@@ -64,7 +66,9 @@ async def history(ledger: Ledger) -> dict[str, uuid.UUID]:
     await ledger.deliver(
         ledger.on_invoice(b, credit_note), ledger.on_invoice(a, fee), ledger.on_invoice(b, dispute)
     )
-    payment_id, received = ledger.received(CUSTOMER, 3_000, D("2026-03-03"))
+    payment_id, received = ledger.received(
+        CUSTOMER, 3_000, D("2026-03-03"), reference="ACME REMIT 0303"
+    )
     refunded = pay.PaymentRefunded(
         payment_id=payment_id, amount=_eur(1_000), refunded_on=D("2026-03-05"), reason="asked"
     )
@@ -119,6 +123,16 @@ async def test_statement_across_a_period_boundary_with_hand_computed_numbers(
     )
     assert eur["lines"][4]["document_id"] == str(ids["unapplied"])
     assert eur["lines"][3]["description"].startswith("Late fee on invoice INV-")
+    # what the customer reconciles with: the payer's own reference, the credit note's number
+    b_number = eur["lines"][0]["reference"]
+    assert (eur["lines"][4]["reference"], eur["lines"][4]["description"]) == (
+        "ACME REMIT 0303",
+        "Payment received (bank transfer)",
+    )
+    assert (eur["lines"][2]["reference"], eur["lines"][2]["description"]) == (
+        "CN-0007",
+        f"Credit note CN-0007 on invoice {b_number}",
+    )
     # Aging on Mar 10: A's 600.00 left is 38 days past due, its fee (due Feb 25) 13 days; B's
     # 450.00 is not due yet, 10.00 of it disputed; 20.00 received and not applied
     assert eur["aging"] == {
