@@ -12,25 +12,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner, Result
 
 from ar.main import app as cli
-from services.credit.api.app import create_app as credit_app
-from services.credit.config import CreditSettings
-from services.invoice.adapters.credit_client import CreditCheckClient
-from services.invoice.api.app import create_app as invoice_app
-from services.invoice.config import InvoiceSettings
-from services.payments.api.app import create_app as payments_app
-from services.payments.config import PaymentsSettings
-from shared.auth import mint_token
 from shared.messaging.kafka import envelope_headers, make_producer
-from shared.migrations import upgrade
-from shared.settings import AuthSettings, KafkaSettings
+from shared.settings import KafkaSettings
 from shared.topics import event_topic
-from tests.helpers import eventually, onboard
+from tests.helpers import bearer, eventually, in_process, onboard
 
 pytestmark = pytest.mark.integration
 
@@ -58,70 +48,49 @@ def lines_of(result: Result) -> list[dict[str, Any]]:
 async def recorded() -> AsyncIterator[dict[str, Any]]:
     """A tenant whose invoice was issued (one request) and then paid, through Kafka."""
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    token = mint_token(AuthSettings(), subject="erp", tenant_id=tenant, scopes=SCOPES)
-    settings = (CreditSettings(), InvoiceSettings(), PaymentsSettings())
-    for name, s in zip(("credit", "invoice", "payments"), settings, strict=True):
-        await upgrade(name, s.dsn())
-    credit, payments = credit_app(settings[0]), payments_app(settings[2])
-    async with (
-        credit.router.lifespan_context(credit),
-        payments.router.lifespan_context(payments),
-    ):
-        checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
-        invoices = invoice_app(settings[1], checker)
-
-        def client(app: Any, base: str) -> httpx.AsyncClient:
-            headers = {"Authorization": f"Bearer {token}"}
-            return httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=base, headers=headers
-            )
-
-        async with (
-            invoices.router.lifespan_context(invoices),
-            client(invoices, "http://invoice") as inv,
-            client(credit, "http://credit") as cred,
-            client(payments, "http://payments") as pay,
-        ):
-            await onboard(inv, cred, 1_000_000)
-            line = {"description": "Audit", "quantity": "1", "unit_price": 50_000, "taxes": []}
-            d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": [line]})
-            assert d.status_code == 201, d.text
-            correlation = str(uuid.uuid4())
-            issued = await inv.post(
-                f"/v1/invoices/{d.json()['invoice_id']}/issue",
-                json={},
-                headers={"X-Correlation-ID": correlation},
-            )
-            assert issued.status_code == 200, issued.text
-            invoice = issued.json()
-            await eventually(
-                pay,
-                f"/v1/invoices/{invoice['invoice_id']}/open-amount",
-                lambda b: b["open_amount"]["amount"] == 50_000,
-            )
-            between = datetime.now(UTC)
-            r = await pay.post(
-                "/v1/payments",
-                json={
-                    "customer_id": "c-1",
-                    "amount": {"amount": 50_000, "currency": "EUR"},
-                    "method": "bank_transfer",
-                    "received_on": invoice["issue_date"],
-                    "reference": invoice["number"],
-                },
-            )
-            assert r.status_code == 201, r.text
-            await eventually(
-                inv, f"/v1/invoices/{invoice['invoice_id']}", lambda b: b["status"] == "paid"
-            )
-            yield {
-                "tenant": tenant,
-                "invoice": invoice,
-                "correlation": correlation,
-                "between": between,
-                "kafka": settings[0].kafka,
-                "credit": cred,
-            }
+    async with in_process(bearer(tenant, SCOPES)) as services:
+        inv, cred = services.clients["invoice"], services.clients["credit"]
+        pay = services.clients["payments"]
+        await onboard(inv, cred, 1_000_000)
+        line = {"description": "Audit", "quantity": "1", "unit_price": 50_000, "taxes": []}
+        d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": [line]})
+        assert d.status_code == 201, d.text
+        correlation = str(uuid.uuid4())
+        issued = await inv.post(
+            f"/v1/invoices/{d.json()['invoice_id']}/issue",
+            json={},
+            headers={"X-Correlation-ID": correlation},
+        )
+        assert issued.status_code == 200, issued.text
+        invoice = issued.json()
+        await eventually(
+            pay,
+            f"/v1/invoices/{invoice['invoice_id']}/open-amount",
+            lambda b: b["open_amount"]["amount"] == 50_000,
+        )
+        between = datetime.now(UTC)
+        r = await pay.post(
+            "/v1/payments",
+            json={
+                "customer_id": "c-1",
+                "amount": {"amount": 50_000, "currency": "EUR"},
+                "method": "bank_transfer",
+                "received_on": invoice["issue_date"],
+                "reference": invoice["number"],
+            },
+        )
+        assert r.status_code == 201, r.text
+        await eventually(
+            inv, f"/v1/invoices/{invoice['invoice_id']}", lambda b: b["status"] == "paid"
+        )
+        yield {
+            "tenant": tenant,
+            "invoice": invoice,
+            "correlation": correlation,
+            "between": between,
+            "kafka": KafkaSettings(),
+            "credit": cred,
+        }
 
 
 async def test_replay_as_of_and_trace_answer_what_happened_when_and_who(

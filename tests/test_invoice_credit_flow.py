@@ -11,15 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from services.credit.api.app import create_app as credit_app
-from services.credit.config import CreditSettings
-from services.invoice.adapters.credit_client import CreditCheckClient
-from services.invoice.api.app import create_app as invoice_app
-from services.invoice.config import InvoiceSettings
-from shared.auth import mint_token
-from shared.migrations import upgrade
-from shared.settings import AuthSettings
-from tests.helpers import eventually, onboard
+from tests.helpers import bearer, eventually, in_process, onboard
 
 pytestmark = pytest.mark.integration
 
@@ -35,51 +27,31 @@ LINES = [
 
 
 async def test_issuing_checks_credit_and_exposure_follows_the_invoice_stream() -> None:
-    tenant = f"t{uuid.uuid4().hex[:10]}"
-    headers = {
-        "Authorization": "Bearer "
-        + mint_token(AuthSettings(), subject="erp", tenant_id=tenant, scopes=SCOPES)
-    }
-    credit_settings, invoice_settings = CreditSettings(), InvoiceSettings()
-    await upgrade("credit", credit_settings.dsn())
-    await upgrade("invoice", invoice_settings.dsn())
-    credit = credit_app(credit_settings)
-    async with credit.router.lifespan_context(credit):
-        client = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
-        invoices = invoice_app(invoice_settings, client)
-        async with (
-            invoices.router.lifespan_context(invoices),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=invoices),
-                base_url="http://invoice",
-                headers=headers,
-            ) as inv,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=credit), base_url="http://credit", headers=headers
-            ) as cred,
-        ):
-            await onboard(inv, cred, 200_000)
+    headers = bearer(f"t{uuid.uuid4().hex[:10]}", SCOPES)
+    async with in_process(headers) as services:
+        inv, cred = services.clients["invoice"], services.clients["credit"]
+        await onboard(inv, cred, 200_000)
 
-            async def draft_and_issue() -> httpx.Response:
-                d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": LINES})
-                assert d.status_code == 201, d.text
-                return await inv.post(f"/v1/invoices/{d.json()['invoice_id']}/issue", json={})
+        async def draft_and_issue() -> httpx.Response:
+            d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": LINES})
+            assert d.status_code == 201, d.text
+            return await inv.post(f"/v1/invoices/{d.json()['invoice_id']}/issue", json={})
 
-            first = await draft_and_issue()
-            assert first.status_code == 200, first.text
-            assert first.json()["credit_check"]["outcome"] == "passed"
+        first = await draft_and_issue()
+        assert first.status_code == 200, first.text
+        assert first.json()["credit_check"]["outcome"] == "passed"
 
-            # InvoiceIssued travels relay -> Kafka -> credit consumer: exposure 1,428.00 EUR,
-            # and the check's reservation is released as invoiced (not counted twice).
-            account = await eventually(
-                cred,
-                "/v1/customers/c-1/credit",
-                lambda a: a.get("exposure", {}).get("amount") == 142_800 and not a["reservations"],
-            )
-            assert account["headroom"] == {"amount": 57_200, "currency": "EUR"}
+        # InvoiceIssued travels relay -> Kafka -> credit consumer: exposure 1,428.00 EUR,
+        # and the check's reservation is released as invoiced (not counted twice).
+        account = await eventually(
+            cred,
+            "/v1/customers/c-1/credit",
+            lambda a: a.get("exposure", {}).get("amount") == 142_800 and not a["reservations"],
+        )
+        assert account["headroom"] == {"amount": 57_200, "currency": "EUR"}
 
-            second = await draft_and_issue()  # 1,428.00 more does not fit in 572.00
-            assert second.status_code == 422, second.text
-            reason = second.json()["error"]["details"]["reasons"][0]
-            assert reason["code"] == "over_limit"
-            assert reason["message"].startswith("over the limit by 856.00 EUR")
+        second = await draft_and_issue()  # 1,428.00 more does not fit in 572.00
+        assert second.status_code == 422, second.text
+        reason = second.json()["error"]["details"]["reasons"][0]
+        assert reason["code"] == "over_limit"
+        assert reason["message"].startswith("over the limit by 856.00 EUR")
