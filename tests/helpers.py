@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from services.credit.api.app import create_app as credit_app
 from services.credit.config import CreditSettings
+from services.dunning.api.app import create_app as dunning_app
+from services.dunning.config import DunningSettings
 from services.invoice.adapters.credit_client import CreditCheckClient
 from services.invoice.api.app import create_app as invoice_app
 from services.invoice.config import InvoiceSettings
@@ -83,11 +85,15 @@ class InProcess:
     clients: dict[str, httpx.AsyncClient]
     checker: CreditCheckClient
     headers: Mapping[str, str]
+    timeout: float = 5.0
 
     def client(self, app: FastAPI, name: str) -> httpx.AsyncClient:
         """A client of `app` (another instance of a service, say) with the same headers."""
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", headers=self.headers
+            transport=httpx.ASGITransport(app=app),
+            base_url=f"http://{name}",
+            headers=self.headers,
+            timeout=self.timeout,
         )
 
 
@@ -95,34 +101,41 @@ class InProcess:
 async def in_process(
     headers: Mapping[str, str],
     *,
-    reporting: bool = False,
+    also: Sequence[str] = (),
+    timeout: float = 5.0,
     **settings: ServiceSettings,
 ) -> AsyncIterator[InProcess]:
-    """Credit, invoice and payments (and `reporting`) against the real Postgres and Kafka,
-    migrated and started with their relays and consumers; the invoice service reaches credit's
-    real endpoint over an in-process transport. `settings` replaces a service's defaults."""
+    """Credit, invoice and payments, and those of reporting and dunning named in `also`,
+    against the real Postgres and Kafka, migrated and started with their relays and consumers;
+    the invoice service reaches credit's real endpoint over an in-process transport. Dunning's
+    scheduler is left to the test. `settings` replaces a service's defaults."""
+    optional: dict[str, Callable[[], ServiceSettings]] = {
+        "reporting": ReportingSettings,
+        "dunning": lambda: DunningSettings(run_scheduler=False),
+    }
     chosen: dict[str, ServiceSettings] = {
         "credit": CreditSettings(),
         "invoice": InvoiceSettings(),
         "payments": PaymentsSettings(),
-        **({"reporting": ReportingSettings()} if reporting else {}),
-        **settings,
+        **{name: optional[name]() for name in also},
     }
+    chosen.update(settings)
     for name, service_settings in chosen.items():
         await upgrade(name, service_settings.dsn())
     credit = credit_app(chosen["credit"])  # type: ignore[arg-type]
     checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
-    apps = {
-        "credit": credit,
-        "invoice": invoice_app(chosen["invoice"], checker),  # type: ignore[arg-type]
-        "payments": payments_app(chosen["payments"]),  # type: ignore[arg-type]
+    factories: dict[str, Callable[[Any], FastAPI]] = {
+        "credit": lambda _: credit,
+        "invoice": lambda s: invoice_app(s, checker),
+        "payments": payments_app,
+        "reporting": reporting_app,
+        "dunning": dunning_app,
     }
-    if reporting:
-        apps["reporting"] = reporting_app(chosen["reporting"])  # type: ignore[arg-type]
+    apps = {name: factories[name](chosen[name]) for name in chosen}
     async with AsyncExitStack() as stack:
         for app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
-        running = InProcess(apps, {}, checker, headers)
+        running = InProcess(apps, {}, checker, headers, timeout)
         for name, app in apps.items():
             running.clients[name] = await stack.enter_async_context(running.client(app, name))
         yield running

@@ -17,7 +17,7 @@ SCOPES = ("invoices:write", "credit:write", "payments:read", "payments:write", "
 
 async def test_aging_and_behaviour_follow_invoices_and_payments_over_kafka() -> None:
     headers = bearer(f"t{uuid.uuid4().hex[:10]}", SCOPES)
-    async with in_process(headers, reporting=True) as services:
+    async with in_process(headers, also=["reporting"]) as services:
         inv, cred = services.clients["invoice"], services.clients["credit"]
         pay, rep = services.clients["payments"], services.clients["reporting"]
         await onboard(inv, cred, 1_000_000)

@@ -27,25 +27,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.credit.api.app import create_app as credit_app
-from services.credit.config import CreditSettings
-from services.dunning.api.app import create_app as dunning_app
 from services.dunning.application import scheduler
-from services.dunning.config import DunningSettings
-from services.invoice.adapters.credit_client import CreditCheckClient
-from services.invoice.api.app import create_app as invoice_app
-from services.invoice.config import InvoiceSettings
-from services.payments.api.app import create_app as payments_app
-from services.payments.config import PaymentsSettings
-from services.portal.api.app import create_app as portal_app
-from services.portal.config import PortalSettings
-from services.reporting.api.app import create_app as reporting_app
-from services.reporting.config import ReportingSettings
 from shared.auth import mint_token
-from shared.migrations import upgrade
 from shared.settings import AuthSettings
-from shared.testing import HostRoutes
 from tests.helpers import eventually
+from tests.portal_stack import portal_stack
 from tests.test_api_fuzz import SERVICES, all_scopes
 
 pytestmark = pytest.mark.integration
@@ -114,38 +100,11 @@ def tenant(prefix: str, subject: str, scopes: set[str]) -> Tenant:
 
 @asynccontextmanager
 async def services() -> AsyncIterator[dict[str, FastAPI]]:
-    """Every service with its relay and consumers (the read models are fed over Kafka); the
-    dunning scheduler is run by the test."""
-    settings = {
-        "invoice": InvoiceSettings(),
-        "credit": CreditSettings(),
-        "payments": PaymentsSettings(),
-        "dunning": DunningSettings(run_scheduler=False),
-        "reporting": ReportingSettings(),
-        # the portal calls the services above in-process (http://<name>)
-        "portal": PortalSettings(
-            invoice_url="http://invoice",
-            payments_url="http://payments",
-            dunning_url="http://dunning",
-            reporting_url="http://reporting",
-        ),
-    }
-    for name, s in settings.items():
-        await upgrade(name, s.dsn())
-    apps: dict[str, FastAPI] = {
-        "credit": credit_app(settings["credit"]),  # type: ignore[arg-type]
-        "payments": payments_app(settings["payments"]),  # type: ignore[arg-type]
-        "dunning": dunning_app(settings["dunning"]),  # type: ignore[arg-type]
-        "reporting": reporting_app(settings["reporting"]),  # type: ignore[arg-type]
-    }
-    checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=apps["credit"]))
-    apps["invoice"] = invoice_app(settings["invoice"], checker)  # type: ignore[arg-type]
-    routes = HostRoutes(apps)
-    apps["portal"] = portal_app(settings["portal"], transport=routes)  # type: ignore[arg-type]
-    async with AsyncExitStack() as stack:
-        for name in SERVICES:
-            await stack.enter_async_context(apps[name].router.lifespan_context(apps[name]))
-        yield apps
+    """Every service and the portal with their relays and consumers (the read models are fed
+    over Kafka); the dunning scheduler is run by the test. The sandbox gateway is not a
+    tenant's API: its operations are not called."""
+    async with portal_stack() as stack:
+        yield {name: stack.apps[name] for name in SERVICES}
 
 
 @asynccontextmanager

@@ -8,11 +8,9 @@ import asyncio
 import random
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
@@ -21,23 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
-from services.credit.api.app import create_app as credit_app
-from services.credit.config import CreditSettings
-from services.dunning.api.app import create_app as dunning_app
-from services.dunning.config import DunningSettings
-from services.invoice.adapters.credit_client import CreditCheckClient
-from services.invoice.api.app import create_app as invoice_app
-from services.invoice.config import InvoiceSettings
-from services.payments.api.app import create_app as payments_app
-from services.payments.config import PaymentsSettings
-from services.reporting.api.app import create_app as reporting_app
-from services.reporting.config import ReportingSettings
-from shared.auth import mint_token
-from shared.migrations import upgrade
-from shared.settings import AuthSettings, TelemetrySettings
+from shared.settings import TelemetrySettings
 from shared.topics import event_topic
 from shared.tracing import setup_tracing
-from tests.helpers import onboard
+from tests.helpers import bearer, in_process, onboard
 
 pytestmark = pytest.mark.integration
 
@@ -193,39 +178,11 @@ async def test_one_trace_runs_from_the_issue_request_to_every_consumers_effect()
     our_trace, our_parent = uuid.uuid4().int, random.getrandbits(63) + 1
     traceparent = f"00-{our_trace:032x}-{our_parent:016x}-01"
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    token = mint_token(AuthSettings(), subject="erp", tenant_id=tenant, scopes=SCOPES)
-    headers = {"Authorization": f"Bearer {token}"}
-    credit_s, invoice_s, payments_s = CreditSettings(), InvoiceSettings(), PaymentsSettings()
-    dunning_s, reporting_s = DunningSettings(run_scheduler=False), ReportingSettings()
-    for name, s in (
-        ("credit", credit_s),
-        ("invoice", invoice_s),
-        ("payments", payments_s),
-        ("dunning", dunning_s),
-        ("reporting", reporting_s),
-    ):
-        await upgrade(name, s.dsn())
-    credit = credit_app(credit_s)
-    checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
-    apps: dict[str, FastAPI] = {
-        "credit": credit,
-        "payments": payments_app(payments_s),
-        "dunning": dunning_app(dunning_s),
-        "reporting": reporting_app(reporting_s),
-        "invoice": invoice_app(invoice_s, checker),
-    }
-
-    def client(app: FastAPI, base: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=base, headers=headers
-        )
-
+    headers = bearer(tenant, SCOPES)
     try:
-        async with AsyncExitStack() as stack:
-            for app in apps.values():
-                await stack.enter_async_context(app.router.lifespan_context(app))
-            inv = await stack.enter_async_context(client(apps["invoice"], "http://invoice"))
-            cred = await stack.enter_async_context(client(credit, "http://credit"))
+        async with in_process(headers, also=("dunning", "reporting")) as services:
+            apps = services.apps
+            inv, cred = services.clients["invoice"], services.clients["credit"]
             await onboard(inv, cred, 1_000_000)
             line = {"description": "Widgets", "quantity": "1", "unit_price": 50_000, "taxes": []}
             d = await inv.post("/v1/invoices", json={"customer_id": "c-1", "lines": [line]})

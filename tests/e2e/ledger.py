@@ -12,7 +12,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -20,24 +20,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from services.credit.api.app import create_app as credit_app
-from services.credit.config import CreditSettings
 from services.dunning.adapters.email import SmtpConfig, SmtpSender
 from services.dunning.adapters.smtp_server import LocalSmtpServer
-from services.dunning.api.app import create_app as dunning_app
 from services.dunning.application import mailer, scheduler
-from services.dunning.config import DunningSettings
-from services.invoice.adapters.credit_client import CreditCheckClient
-from services.invoice.api.app import create_app as invoice_app
-from services.invoice.config import InvoiceSettings
-from services.payments.api.app import create_app as payments_app
-from services.payments.config import PaymentsSettings
-from services.reporting.api.app import create_app as reporting_app
-from services.reporting.config import ReportingSettings
-from shared.auth import mint_token
-from shared.migrations import upgrade
-from shared.settings import AuthSettings
-from tests.helpers import eventually
+from tests.helpers import bearer, eventually, in_process
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -109,52 +95,20 @@ class Ledger:
 async def five_services() -> AsyncIterator[Ledger]:
     """Credit, invoice, payments, dunning and reporting in-process, for a fresh random tenant."""
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    token = mint_token(AuthSettings(), subject="month-e2e", tenant_id=tenant, scopes=SCOPES)
-    headers = {"Authorization": f"Bearer {token}"}
-    credit_s, invoice_s, payments_s = CreditSettings(), InvoiceSettings(), PaymentsSettings()
-    dunning_s = DunningSettings(run_scheduler=False)  # the test runs scheduler and mailer
-    reporting_s = ReportingSettings()
-    for name, settings in (
-        ("credit", credit_s),
-        ("invoice", invoice_s),
-        ("payments", payments_s),
-        ("dunning", dunning_s),
-        ("reporting", reporting_s),
-    ):
-        await upgrade(name, settings.dsn())
-
-    def client(app: Any, base: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=base, headers=headers, timeout=30
-        )
-
-    credit = credit_app(credit_s)
-    checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
-    apps = {
-        "credit": credit,
-        "invoice": invoice_app(invoice_s, checker),
-        "payments": payments_app(payments_s),
-        "dunning": dunning_app(dunning_s),
-        "reporting": reporting_app(reporting_s),
-    }
-    async with AsyncExitStack() as stack:
-        for app in apps.values():
-            await stack.enter_async_context(app.router.lifespan_context(app))
-        clients = {
-            name: await stack.enter_async_context(client(app, f"http://{name}"))
-            for name, app in apps.items()
-        }
-        smtp = stack.enter_context(LocalSmtpServer(port=0))
-        yield Ledger(
-            tenant=tenant,
-            invoice=clients["invoice"],
-            payments=clients["payments"],
-            credit=clients["credit"],
-            dunning=clients["dunning"],
-            reporting=clients["reporting"],
-            dunning_app=apps["dunning"],
-            smtp=smtp,
-        )
+    headers = bearer(tenant, SCOPES, subject="month-e2e")
+    async with in_process(headers, also=("dunning", "reporting"), timeout=30) as services:
+        clients = services.clients
+        with LocalSmtpServer(port=0) as smtp:
+            yield Ledger(
+                tenant=tenant,
+                invoice=clients["invoice"],
+                payments=clients["payments"],
+                credit=clients["credit"],
+                dunning=clients["dunning"],
+                reporting=clients["reporting"],
+                dunning_app=services.apps["dunning"],
+                smtp=smtp,
+            )
 
 
 def ok(response: httpx.Response, status: int = 200) -> Json:
