@@ -12,11 +12,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_sessionmaker
 from shared.eventstore.schema import audit_ddl, kernel_ddl
+from shared.messaging.kafka import make_producer
 from shared.settings import KafkaSettings
 from shared.testing import temporary_topics
 
@@ -80,3 +82,12 @@ async def fresh_topic(kafka_settings: KafkaSettings) -> AsyncIterator[str]:
     """A new topic (and its .dlq), 3 partitions, for one test; deleted after it."""
     async with temporary_topics(kafka_settings, [f"test.{uuid.uuid4().hex[:12]}.v1"]) as topics:
         yield topics[0]
+
+
+@pytest.fixture
+async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain idempotent producer, for tests that publish by hand or run a relay."""
+    p = make_producer(kafka_settings, "test-producer")
+    await p.start()
+    yield p
+    await p.stop()

@@ -199,6 +199,7 @@ class ChainSealer:
     def __init__(self, engine: AsyncEngine, schema: str, *, poll_interval: float = 0.5) -> None:
         self.engine = engine
         self.schema = checked_schema(schema)
+        self.store = EventStore(self.schema)
         self.poll_interval = poll_interval
         self.sealed = 0
         self.refused: str | None = None  # why it will not seal until an operator acts
@@ -215,7 +216,7 @@ class ChainSealer:
                 log.warning("chain sealer on %s: database unreachable; retrying", self.schema)
             else:
                 try:
-                    await EventStore(self.schema).check_transaction_ids(conn)
+                    await self.store.check_transaction_ids(conn)
                     self.refused = None
                     if await _try_lead(conn, self.schema):
                         await self._seal_until_stopped(conn)

@@ -6,12 +6,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from conftest import admin_dsn
-from shared.messaging.kafka import make_producer
-from shared.settings import KafkaSettings, ServiceSettings
+from shared.settings import ServiceSettings
 from shared.tests.notes_app import notes_router
 from shared.web.app import create_service_app
 
@@ -31,12 +29,3 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
         yield c
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    """A plain idempotent producer, for tests that publish by hand or run a relay."""
-    p = make_producer(kafka_settings, "test-shared-kernel")
-    await p.start()
-    yield p
-    await p.stop()

@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from shared.audit.chain import ChainSealer, seal_now, verify_chain
 from shared.db import make_engine, make_sessionmaker
 from shared.eventstore.store import EventStore, Position, TransactionIdsBehind
 from shared.settings import KafkaSettings, ServiceSettings
+from shared.testing import wait_until
 from shared.tests.kafka_helpers import drain, read_topic
 from shared.tests.test_outbox_relay import append, labels, relay_for
 from shared.web.runtime import ServiceRuntime
@@ -55,13 +56,6 @@ async def insert_from_ahead(sessions: async_sessionmaker[AsyncSession], schema: 
     return int(ahead)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_relay_sealer_and_service_refuse_a_store_ahead_of_the_cluster(
     scratch_schema: str,
     admin_engine: AsyncEngine,
@@ -81,14 +75,14 @@ async def test_relay_sealer_and_service_refuse_a_store_ahead_of_the_cluster(
 
     relay = relay_for(admin_engine, scratch_schema, producer, fresh_topic)
     running = asyncio.create_task(relay.run())
-    await until(lambda: relay.stats.refused is not None)
+    await wait_until(lambda: relay.stats.refused is not None)
     assert not relay.stats.is_leader and relay.stats.published == 0
     relay.stop()
     await running
 
     sealer = ChainSealer(admin_engine, scratch_schema, poll_interval=0.02)
     sealing = asyncio.create_task(sealer.run())
-    await until(lambda: sealer.refused is not None)
+    await wait_until(lambda: sealer.refused is not None)
     sealer.stop()
     await sealing
     assert sealer.sealed == 0

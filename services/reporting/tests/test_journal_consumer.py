@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -24,7 +23,7 @@ from services.reporting.tests.journal_helpers import (
 from services.reporting.tests.test_postings import issued
 from shared.audit import dlq
 from shared.consumer import ConsumerRuntime
-from shared.messaging.kafka import make_consumer, make_producer
+from shared.messaging.kafka import make_consumer
 from shared.settings import KafkaSettings
 from shared.testing import publish_envelopes
 from shared.topics import event_topic
@@ -38,14 +37,6 @@ def test_the_reporting_service_runs_the_journal_as_its_own_group() -> None:
     assert isinstance(journal.handler, JournalProjector)
     off = consumer_specs("reporting", ReportingSettings(run_journal=False))
     assert [spec.group_id for spec in off] == ["reporting.projections"]
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = make_producer(kafka_settings, "test-journal")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.mark.integration

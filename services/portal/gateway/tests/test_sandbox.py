@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +31,7 @@ from services.portal.gateway.sandbox import (
     create_app,
 )
 from shared.money import Money
+from shared.testing import wait_until
 
 API_KEY = "sk_test_unit"
 SECRET = "whsec_unit_0123456789"
@@ -420,15 +421,8 @@ async def test_the_background_task_redelivers_what_failed() -> None:
             created = await open_session(s.client)
             assert (await pay(s.client, created["id"])).status_code == 303
             assert (await status_of(s.client, created["id"]))["webhook"]["delivered"] is False
-            await wait_until(lambda: len(s.receiver.requests) >= 2, timeout=5.0)
+            await wait_until(lambda: len(s.receiver.requests) >= 2, within=5.0)
             assert (await status_of(s.client, created["id"]))["webhook"]["delivered"] is True
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize(
