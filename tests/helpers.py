@@ -78,17 +78,15 @@ def bearer(tenant: str, scopes: tuple[str, ...], subject: str = "erp") -> dict[s
 
 @dataclass
 class InProcess:
-    """Services running in this process: their apps, a client of each at `http://<name>`, and
-    the credit client the invoice service checks credit with."""
+    """Services running in this process: their apps and a client of each at `http://<name>`."""
 
     apps: dict[str, FastAPI]
     clients: dict[str, httpx.AsyncClient]
-    checker: CreditCheckClient
     headers: Mapping[str, str]
     timeout: float = 5.0
 
     def client(self, app: FastAPI, name: str) -> httpx.AsyncClient:
-        """A client of `app` (another instance of a service, say) with the same headers."""
+        """A client of `app` at `http://<name>`, with the stack's headers and timeout."""
         return httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url=f"http://{name}",
@@ -135,7 +133,7 @@ async def in_process(
     async with AsyncExitStack() as stack:
         for app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
-        running = InProcess(apps, {}, checker, headers, timeout)
+        running = InProcess(apps, {}, headers, timeout)
         for name, app in apps.items():
             running.clients[name] = await stack.enter_async_context(running.client(app, name))
         yield running

@@ -15,26 +15,17 @@ import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from services.credit.api.app import create_app as credit_app
-from services.credit.config import CreditSettings
-from services.dunning.api.app import create_app as dunning_app
-from services.dunning.config import DunningSettings
-from services.invoice.adapters.credit_client import CreditCheckClient
-from services.invoice.api.app import create_app as invoice_app
-from services.invoice.config import InvoiceSettings
-from services.payments.api.app import create_app as payments_app
 from services.payments.config import PaymentsSettings
 from services.portal.api.app import create_app as portal_app
 from services.portal.config import PortalSettings
 from services.portal.gateway.adapter import SandboxGateway
 from services.portal.gateway.sandbox import SandboxGatewaySettings
 from services.portal.gateway.sandbox import create_app as sandbox_app
-from services.reporting.api.app import create_app as reporting_app
-from services.reporting.config import ReportingSettings
 from shared.auth import mint_token
 from shared.migrations import upgrade
 from shared.settings import AuthSettings
 from shared.testing import HostRoutes
+from tests.helpers import in_process
 
 SCOPES = (
     "invoices:read",
@@ -182,57 +173,38 @@ async def portal_stack(tenants: Sequence[str] = ()) -> AsyncIterator[Stack]:
     """The services, the portal, and the sandbox gateway (``http://gateway``) whose webhooks
     the payments service accepts for ``tenants``."""
     secrets = {t: [SecretStr(WEBHOOK_SECRET)] for t in tenants}
-    settings = {
-        "credit": CreditSettings(),
-        "invoice": InvoiceSettings(),
-        "payments": PaymentsSettings(webhook_secrets=secrets),
-        "dunning": DunningSettings(run_scheduler=False),
-        "reporting": ReportingSettings(),
-        "portal": PortalSettings(
-            invoice_url="http://invoice",
-            payments_url="http://payments",
-            dunning_url="http://dunning",
-            reporting_url="http://reporting",
-        ),
-    }
-    for name, s in settings.items():
-        await upgrade(name, s.dsn())
-    credit = credit_app(settings["credit"])  # type: ignore[arg-type]
-    checker = CreditCheckClient("http://credit", transport=httpx.ASGITransport(app=credit))
-    apps: dict[str, FastAPI] = {
-        "credit": credit,
-        "invoice": invoice_app(settings["invoice"], checker),  # type: ignore[arg-type]
-        "payments": payments_app(settings["payments"]),  # type: ignore[arg-type]
-        "dunning": dunning_app(settings["dunning"]),  # type: ignore[arg-type]
-        "reporting": reporting_app(settings["reporting"]),  # type: ignore[arg-type]
-    }
-    routes = HostRoutes(apps)
-    apps["gateway"] = sandbox_app(
-        SandboxGatewaySettings(
-            api_key=SecretStr(SANDBOX_KEY),
-            default_webhook_secret=SecretStr(WEBHOOK_SECRET),
-            webhook_url_template="http://payments/v1/webhooks/gateway/{tenant_id}",
-            public_url="http://gateway",
-        ),
-        webhook_client=httpx.AsyncClient(transport=routes, timeout=30),
+    portal_settings = PortalSettings(
+        invoice_url="http://invoice",
+        payments_url="http://payments",
+        dunning_url="http://dunning",
+        reporting_url="http://reporting",
     )
-    gateway = SandboxGateway(
-        "http://gateway", SANDBOX_KEY, client=httpx.AsyncClient(transport=routes, timeout=30)
-    )
-    apps["portal"] = portal_app(
-        settings["portal"],  # type: ignore[arg-type]
-        transport=routes,
-        gateway=gateway,
-    )
-    async with AsyncExitStack() as stack:
-        for app in apps.values():
-            await stack.enter_async_context(app.router.lifespan_context(app))
-        api = {
-            name: await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", timeout=30
-                )
-            )
-            for name, app in apps.items()
-        }
-        yield Stack(apps, api, settings["portal"])  # type: ignore[arg-type]
+    async with in_process(
+        {},  # each call names its caller
+        also=("dunning", "reporting"),
+        timeout=30,
+        payments=PaymentsSettings(webhook_secrets=secrets),
+    ) as services:
+        await upgrade("portal", portal_settings.dsn())
+        apps = dict(services.apps)
+        routes = HostRoutes(apps)
+        apps["gateway"] = sandbox_app(
+            SandboxGatewaySettings(
+                api_key=SecretStr(SANDBOX_KEY),
+                default_webhook_secret=SecretStr(WEBHOOK_SECRET),
+                webhook_url_template="http://payments/v1/webhooks/gateway/{tenant_id}",
+                public_url="http://gateway",
+            ),
+            webhook_client=httpx.AsyncClient(transport=routes, timeout=30),
+        )
+        gateway = SandboxGateway(
+            "http://gateway", SANDBOX_KEY, client=httpx.AsyncClient(transport=routes, timeout=30)
+        )
+        apps["portal"] = portal_app(portal_settings, transport=routes, gateway=gateway)
+        api = dict(services.clients)
+        async with AsyncExitStack() as stack:
+            for name in ("gateway", "portal"):
+                app = apps[name]
+                await stack.enter_async_context(app.router.lifespan_context(app))
+                api[name] = await stack.enter_async_context(services.client(app, name))
+            yield Stack(apps, api, portal_settings)
