@@ -8,21 +8,36 @@ message: a crash in between re-publishes (at-least-once), and consumers de-dupli
 
 Only one relay per service publishes: the leader holds a Postgres advisory lock on the very
 connection it reads and checkpoints with, so losing that connection also loses leadership.
+
+The relay polls, and the service's own commits that appended events wake it (`waking_session`),
+so an event leaves for Kafka as soon as its transaction commits instead of at the next poll.
+While events flow it polls every `poll_interval`: a woken poll finds nothing while an older
+transaction anywhere in the cluster is still open, and writers in other processes (a second
+replica, the `ar` CLI) wake nobody. After `BUSY_FOR` seconds without events or wake-ups it polls
+only every `idle_poll_interval`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opentelemetry import trace
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import Session
 
-from shared.eventstore.store import EventStore, OutboxRecord, Position, TransactionIdsBehind
+from shared.eventstore.store import (
+    EVENTS_WRITTEN,
+    EventStore,
+    OutboxRecord,
+    Position,
+    TransactionIdsBehind,
+)
 from shared.messaging.kafka import Publisher, envelope_headers
 from shared.metrics import EVENTS_PUBLISHED
 from shared.topics import event_topic
@@ -32,6 +47,10 @@ log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 TopicRouter = Callable[[OutboxRecord], str]
+
+BUSY_FOR = 1.0
+"""Seconds after the last event published or wake-up during which the relay polls every
+`poll_interval`; then every `idle_poll_interval`."""
 
 
 def service_router(service: str) -> TopicRouter:
@@ -58,6 +77,7 @@ class OutboxRelay:
         name: str = "kafka",
         batch_size: int = 1000,
         poll_interval: float = 0.05,
+        idle_poll_interval: float | None = None,
         before_checkpoint: Callable[[list[OutboxRecord]], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
@@ -67,12 +87,15 @@ class OutboxRelay:
         self.name = name
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.idle_poll_interval = idle_poll_interval or poll_interval
         self.stats = RelayStats()
         # Test hook: runs after Kafka acknowledged a batch, before the checkpoint moves.
         self._before_checkpoint = before_checkpoint
         self._lock_key = zlib.crc32(f"ledgerline-relay:{schema}:{name}".encode())
         self._conn: AsyncConnection | None = None
         self._stopping = asyncio.Event()
+        self._nudged = asyncio.Event()  # a commit with events, or stop()
+        self._busy_until = 0.0
 
     async def run(self) -> None:
         """Publish until stop(); survive database and Kafka outages by retrying with backoff."""
@@ -82,10 +105,13 @@ class OutboxRelay:
                 if not await self._ensure_leader():
                     await self._sleep(1.0)
                     continue
+                self._nudged.clear()  # a commit during the poll wakes the next one at once
                 sent = await self.publish_batch()
                 backoff = self.poll_interval
+                if sent:
+                    self._busy_until = time.monotonic() + BUSY_FOR
                 if sent < self.batch_size:
-                    await self._sleep(self.poll_interval)
+                    await self._await_events()
             except asyncio.CancelledError:
                 raise
             except TransactionIdsBehind as exc:
@@ -102,6 +128,22 @@ class OutboxRelay:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._nudged.set()
+
+    def wake(self) -> None:
+        """A transaction with events committed: publish now (callable from sync code, such as a
+        session event, on the loop's thread)."""
+        self._busy_until = time.monotonic() + BUSY_FOR
+        self._nudged.set()
+
+    async def _await_events(self) -> None:
+        """Until woken, or the poll interval (short while events flow, long when idle) passes."""
+        busy = time.monotonic() < self._busy_until
+        timeout = self.poll_interval if busy else self.idle_poll_interval
+        try:
+            await asyncio.wait_for(self._nudged.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -225,6 +267,25 @@ class OutboxRelay:
             )
         ).first()
         return Position(int(row.xid), row.global_position) if row else Position.start()
+
+
+def waking_session(relay_of: Callable[[], OutboxRelay | None]) -> type[Session]:
+    """A Session class whose commits wake the relay `relay_of()` returns when they appended events
+    (`EventStore.append` marks the session); a rollback forgets the mark."""
+
+    class WakingSession(Session):
+        pass
+
+    def committed(session: Session) -> None:
+        if session.info.pop(EVENTS_WRITTEN, False) and (relay := relay_of()) is not None:
+            relay.wake()
+
+    def rolled_back(session: Session) -> None:
+        session.info.pop(EVENTS_WRITTEN, None)
+
+    event.listen(WakingSession, "after_commit", committed)
+    event.listen(WakingSession, "after_rollback", rolled_back)
+    return WakingSession
 
 
 async def backlog(conn: AsyncConnection, schema: str, name: str = "kafka") -> int:

@@ -45,6 +45,9 @@ class KafkaSettings(BaseModel):
     client_id_prefix: str = "ledgerline"
     relay_batch_size: int = 1000
     relay_poll_interval_seconds: float = 0.05
+    # Once no events flowed for a second: the service's own commits wake the relay at once, so
+    # this only bounds the wait for events written by other processes (outbox.py).
+    relay_idle_poll_interval_seconds: float = 0.5
     consumer_max_batch: int = 500
     consumer_max_retries: int = 3
     consumer_retry_backoff_seconds: float = 0.2

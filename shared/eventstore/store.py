@@ -30,6 +30,9 @@ T = TypeVar("T")
 ANY_VERSION = -1
 """expected_version meaning 'append whatever the stream's version is' (no concurrency check)."""
 
+EVENTS_WRITTEN = "ledgerline.events_written"
+"""Set in a session's `info` by `append`: the commit that follows has events for the relay."""
+
 
 @dataclass(frozen=True, order=True)
 class Position:
@@ -239,6 +242,8 @@ class EventStore:
                 f"stream {stream_id} moved on; retry", {"stream_id": stream_id}
             )
         EVENTS_APPENDED.labels(schema=self.schema).inc(len(rows))
+        if isinstance(session, AsyncSession):
+            session.info[EVENTS_WRITTEN] = True
         return sorted((row_to_envelope(r) for r in rows), key=lambda e: e.stream_version)
 
     async def _checked_head(

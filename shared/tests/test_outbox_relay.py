@@ -10,12 +10,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.db import make_sessionmaker
 from shared.events.envelope import EventEnvelope, NewEvent
 from shared.eventstore.store import AppendContext, EventStore, OutboxRecord
 from shared.messaging.kafka import RenewableProducer, header, make_producer
-from shared.outbox import OutboxRelay, backlog
+from shared.outbox import BUSY_FOR, OutboxRelay, backlog, waking_session
 from shared.settings import KafkaSettings
 from shared.tests.kafka_helpers import drain, read_topic
 
@@ -51,6 +53,9 @@ def relay_for(
     producer: AIOKafkaProducer,
     topic: str,
     before_checkpoint: Callable[[list[OutboxRecord]], Awaitable[None]] | None = None,
+    *,
+    poll_interval: float = 0.02,
+    idle_poll_interval: float | None = None,
 ) -> OutboxRelay:
     return OutboxRelay(
         engine,
@@ -58,7 +63,8 @@ def relay_for(
         producer,
         lambda _: topic,
         batch_size=100,
-        poll_interval=0.02,
+        poll_interval=poll_interval,
+        idle_poll_interval=idle_poll_interval,
         before_checkpoint=before_checkpoint,
     )
 
@@ -280,3 +286,102 @@ async def test_a_producer_whose_sequence_the_broker_rejects_is_renewed_and_nothi
         assert sorted(published) == sorted(["before"] + [f"after-{n}" for n in range(5)])
     finally:
         await producer.stop()
+
+
+async def test_a_commit_that_appended_events_wakes_the_relay_at_once(
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """Polls 5 s apart: only the wake-up can publish the event within the second."""
+    relay = relay_for(
+        admin_engine, scratch_schema, producer, fresh_topic, poll_interval=5, idle_poll_interval=5
+    )
+    waking = make_sessionmaker(admin_engine, waking_session(lambda: relay))
+    task = asyncio.create_task(relay.run())
+    try:
+        async with asyncio.timeout(5):
+            while not relay.stats.is_leader:
+                await asyncio.sleep(0.01)
+            await append(waking, scratch_schema, "first")
+            while relay.stats.published == 0:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the relay waits for its next poll, 5 s away
+        started = asyncio.get_running_loop().time()
+        await append(waking, scratch_schema, "woken")
+        async with asyncio.timeout(1):
+            while relay.stats.published < 2:
+                await asyncio.sleep(0.005)
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        relay.stop()
+        await task
+    assert took < 0.5
+    assert labels(await read_topic(kafka_settings, fresh_topic, expect=2)) == ["first", "woken"]
+
+
+async def test_only_commits_that_appended_events_wake(
+    scratch_schema: str, admin_engine: AsyncEngine
+) -> None:
+    class Counter:
+        wakes = 0
+
+        def wake(self) -> None:
+            self.wakes += 1
+
+    counter = Counter()
+    sessions = make_sessionmaker(admin_engine, waking_session(lambda: counter))  # type: ignore[arg-type, return-value]
+    await append(sessions, scratch_schema, "committed")
+    assert counter.wakes == 1
+    async with sessions() as s:
+        await s.begin()
+        await EventStore(scratch_schema).append(
+            s,
+            f"thing-{uuid.uuid4()}",
+            0,
+            [NewEvent(event_type="ThingHappened", schema_version=1, payload={"label": "x"})],
+            ctx("c"),
+        )
+        await s.rollback()
+        async with s.begin():  # the same session commits again, without events
+            await s.execute(text("SELECT 1"))
+    assert counter.wakes == 1
+
+
+async def test_events_that_wake_nobody_are_published_by_the_idle_poll(
+    scratch_schema: str,
+    admin_engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    kafka_settings: KafkaSettings,
+    fresh_topic: str,
+) -> None:
+    """Another process's writes (plain sessions here) wait at most the idle interval."""
+    relay = relay_for(
+        admin_engine,
+        scratch_schema,
+        producer,
+        fresh_topic,
+        poll_interval=0.02,
+        idle_poll_interval=0.3,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await append(sessions, scratch_schema, "busy")
+        async with asyncio.timeout(5):
+            while relay.stats.published == 0:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(BUSY_FOR + 0.1)  # idle now
+        await append(sessions, scratch_schema, "idle")
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(2):
+            while relay.stats.published < 2:
+                await asyncio.sleep(0.01)
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        relay.stop()
+        await task
+    assert took < 0.3 + 0.2
+    assert labels(await read_topic(kafka_settings, fresh_topic, expect=2)) == ["busy", "idle"]

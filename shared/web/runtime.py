@@ -19,7 +19,7 @@ from shared.consumer import ConsumerRuntime, Handler
 from shared.db import make_engine, make_sessionmaker
 from shared.eventstore.store import EventStore, OutboxRecord, TransactionIdsBehind
 from shared.messaging.kafka import RenewableProducer, make_consumer, make_producer
-from shared.outbox import OutboxRelay, TopicRouter, service_router
+from shared.outbox import OutboxRelay, TopicRouter, service_router, waking_session
 from shared.settings import ServiceSettings
 from shared.tracing import instrument_engine
 
@@ -66,7 +66,11 @@ class ServiceRuntime:
             application_name=f"ledgerline-{settings.service_name}",
         )
         instrument_engine(engine)
-        return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+        runtime: ServiceRuntime
+        # The relay is made in start(); the session class asks for it at each commit.
+        sessions = make_sessionmaker(engine, waking_session(lambda: runtime.relay))
+        runtime = cls(settings=settings, engine=engine, sessions=sessions)
+        return runtime
 
     async def start(
         self,
@@ -88,6 +92,7 @@ class ServiceRuntime:
                 router or service_router(s.service_name),
                 batch_size=s.kafka.relay_batch_size,
                 poll_interval=s.kafka.relay_poll_interval_seconds,
+                idle_poll_interval=s.kafka.relay_idle_poll_interval_seconds,
                 before_checkpoint=_killed_after_ack(s.fault_kill_relay_after_ack)
                 if s.fault_kill_relay_after_ack
                 else None,
