@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import statistics
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.processes import ServiceProcess, wait_ready
 from shared.eventstore.schema import audit_ddl, kernel_ddl
+
+LOADED_SERVICES = ("invoice", "credit", "payments", "reporting")
+"""The services an issued invoice's events reach, which the load benchmarks run."""
 
 ADMIN_DSN = os.environ.get(
     "LEDGERLINE_ADMIN_DSN", "postgresql://postgres:ledgerline_admin@127.0.0.1:25432/ledgerline"
@@ -67,19 +71,27 @@ def _role(pid: int) -> str | None:
     return None
 
 
-def cpu_by_role(own: str = "load generator") -> dict[str, float]:
-    """CPU seconds used so far by each service process, Postgres and Kafka on this machine, and
-    by this process; two readings subtracted give where a phase's CPU went."""
-    totals: dict[str, float] = {own: cpu_seconds_of(os.getpid())}
+def roles_of_processes() -> dict[int, str]:
+    """Every process on this machine that the benchmarks account CPU to, by pid."""
+    roles = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        role = _role(int(entry.name))
-        if role is not None:
-            try:
-                totals[role] = totals.get(role, 0.0) + cpu_seconds_of(int(entry.name))
-            except OSError:
-                continue  # ended meanwhile
+        if entry.name.isdigit() and (role := _role(int(entry.name))) is not None:
+            roles[int(entry.name)] = role
+    return roles
+
+
+def cpu_by_role(
+    own: str = "load generator", roles: dict[int, str] | None = None
+) -> dict[str, float]:
+    """CPU seconds used so far by each service process, Postgres and Kafka on this machine, and
+    by this process; two readings subtracted give where a phase's CPU went. `roles`: the
+    processes to read (`roles_of_processes()`), when the caller has them at hand."""
+    totals: dict[str, float] = {own: cpu_seconds_of(os.getpid())}
+    for pid, role in (roles if roles is not None else roles_of_processes()).items():
+        try:
+            totals[role] = totals.get(role, 0.0) + cpu_seconds_of(pid)
+        except OSError:
+            continue  # ended meanwhile
     return totals
 
 
@@ -111,3 +123,22 @@ def latency_line(label: str, millis: Sequence[float]) -> str:
         f"p99 {percentile(millis, 99):.1f} ms, max {max(millis):.1f} ms, "
         f"mean {statistics.fmean(millis):.1f} ms ({len(millis)} samples)"
     )
+
+
+@contextmanager
+def services_ready(start: bool, names: Sequence[str] = LOADED_SERVICES) -> Iterator[None]:
+    """The services as uvicorn processes, started here (and stopped after) when `start`, else
+    already running; ready either way."""
+    processes = [ServiceProcess(name) for name in names]
+    if start:
+        for process in processes:
+            process.start()
+    try:
+        problems = wait_ready(processes, 90)
+        if problems:
+            raise SystemExit(f"services not ready: {problems}")
+        yield
+    finally:
+        if start:
+            for process in processes:
+                process.stop()

@@ -10,7 +10,9 @@ with `--start`, or already running):
 3. half rate: issue calls arrive at half the issue-only peak, on a fixed schedule (open loop,
    latency counted from the scheduled time, so a stalled server is not hidden), and the lag from
    each InvoiceIssued event's commit to the reporting projection applying it (what the aging
-   report reads) is read from the database afterwards.
+   report reads) is read from the database afterwards. The five slowest calls are printed with
+   the time they were due and the processes that used the CPU while they waited (sampled every
+   50 ms by a separate process, which costs 2-9 % of a core itself).
 Each tenant has its own gapless number series, whose counter row every issue of that tenant
 locks until its commit: `--tenants` spreads the clients over several. The load generator runs
 in this one process and shares the two cores with the services, Postgres and Kafka: each peak
@@ -22,19 +24,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 import httpx
 from sqlalchemy import text
 
-from bench.common import ADMIN_DSN, cpu_by_role, cpu_table, latency_line, percentile
-from services.processes import ServiceProcess, wait_ready
+from bench.common import (
+    ADMIN_DSN,
+    cpu_by_role,
+    cpu_table,
+    latency_line,
+    percentile,
+    roles_of_processes,
+    services_ready,
+)
+from services.processes import ServiceProcess
 from services.registry import settings_of
 from services.reporting.projections.projector import PROJECTED_TYPES
 from shared.auth import mint_token
@@ -77,6 +89,56 @@ class Client:
             raise Refused(f"{response.status_code} {code}")
 
 
+class CpuTimeline:
+    """Every process's CPU sampled every `interval` seconds by a separate process (a sampler in
+    this one would hold the load generator's event loop): which ones were busy while a slow call
+    waited."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._stop = multiprocessing.Event()
+        self._samples: multiprocessing.Queue[list[tuple[float, dict[str, float]]]] = (
+            multiprocessing.Queue()
+        )
+        self._process = multiprocessing.Process(
+            target=_sample, args=(interval, self._stop, self._samples), daemon=True
+        )
+        self.samples: list[tuple[float, dict[str, float]]] = []
+
+    def __enter__(self) -> CpuTimeline:
+        self._process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self.samples = self._samples.get(timeout=30)
+        self._process.join(timeout=5)
+
+    def busy(self, start: float, end: float) -> str:
+        """Each role's share of one core between two Unix times, the busiest first."""
+        inside = [(t, cpu) for t, cpu in self.samples if start - self.interval <= t <= end]
+        if len(inside) < 2:
+            return "no samples"
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        shares = {r: (last[r] - first.get(r, 0.0)) / (t1 - t0) for r in last}
+        ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{role} {share:.0%}" for role, share in ranked if share >= 0.05)
+
+
+def _sample(
+    interval: float,
+    stop: multiprocessing.synchronize.Event,
+    out: multiprocessing.Queue[list[tuple[float, dict[str, float]]]],
+) -> None:
+    samples = []
+    roles, found_at = roles_of_processes(), time.monotonic()
+    while not stop.wait(interval):
+        if time.monotonic() - found_at > 1:  # new Postgres backends; a new reading per process
+            roles, found_at = roles_of_processes(), time.monotonic()
+        samples.append((time.time(), cpu_by_role("load generator's sampler", roles)))
+    out.put(samples)
+
+
 class Refused(Exception):
     """An issue call answered other than 200 (e.g. 503 when the credit check timed out)."""
 
@@ -87,6 +149,9 @@ class Outcomes:
 
     latencies: list[float] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
+    # (latency ms, when it was due as a Unix time, invoice id): the open loop's, to find a slow
+    # call's cause in the services' and Postgres's logs.
+    calls: list[tuple[float, float, str]] = field(default_factory=list)
 
     async def time(self, call: Awaitable[object]) -> None:
         started = time.perf_counter()
@@ -96,6 +161,15 @@ class Outcomes:
             self.refused[str(exc)] += 1
             return
         self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def slowest(self, timeline: CpuTimeline, n: int = 5) -> str:
+        """The `n` slowest calls: when they were due, and who used the CPU while they waited."""
+        lines = []
+        for ms, due, invoice in sorted(self.calls, reverse=True)[:n]:
+            at = f"{datetime.fromtimestamp(due, UTC):%H:%M:%S.%f}"[:-3]
+            busy = timeline.busy(due, due + ms / 1000)
+            lines.append(f"    {ms:4.0f} ms, due {at} UTC, invoice {invoice}: {busy}")
+        return "\n".join(lines)
 
     def report(self, label: str) -> str:
         line = latency_line(label, self.latencies) if self.latencies else f"{label}: none served"
@@ -174,6 +248,7 @@ async def open_loop(pool: list[Draft], rate: float) -> Outcomes:
     time."""
     outcomes = Outcomes()
     start = time.perf_counter() + 0.2
+    wall_start = time.time() + 0.2
 
     async def one(n: int, client: Client, invoice_id: str) -> None:
         scheduled = start + n / rate
@@ -183,7 +258,9 @@ async def open_loop(pool: list[Draft], rate: float) -> Outcomes:
         except Refused as exc:
             outcomes.refused[str(exc)] += 1
             return
-        outcomes.latencies.append((time.perf_counter() - scheduled) * 1000)
+        took = (time.perf_counter() - scheduled) * 1000
+        outcomes.latencies.append(took)
+        outcomes.calls.append((took, wall_start + n / rate, invoice_id))
 
     await asyncio.gather(*(one(n, c, i) for n, (c, i) in enumerate(pool)))
     return outcomes
@@ -240,14 +317,7 @@ async def projection_lag(tenants: list[str], since: float) -> list[float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    processes = [ServiceProcess(name) for name in ("invoice", "credit", "payments", "reporting")]
-    if args.start:
-        for process in processes:
-            process.start()
-    try:
-        problems = wait_ready(processes, 90)
-        if problems:
-            raise SystemExit(f"services not ready: {problems}")
+    with services_ready(args.start):
         tenants = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(args.tenants)]
         per_tenant = max(1, args.customers // args.tenants)
         clients = [await connect(t, per_tenant, args.concurrency) for t in tenants]
@@ -301,8 +371,11 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  projection caught up with the drafts in {settled:.1f} s")
         since = time.time()
         cpu, started = cpu_by_role(), time.perf_counter()
-        half = await open_loop(pool, rate)
+        with CpuTimeline() as timeline:
+            half = await open_loop(pool, rate)
         print(f"half rate ({rate:,.0f}/s for {args.seconds:.0f} s): " + half.report("issue"))
+        print("  the slowest calls, and the processes busy meanwhile (share of one core):")
+        print(half.slowest(timeline))
         await asyncio.sleep(3)  # let the last events reach the projection
         print("  CPU per issued invoice at half rate (the last events' consumers included):")
         print(cpu_table(cpu, cpu_by_role(), time.perf_counter() - started, len(half.latencies)))
@@ -315,10 +388,6 @@ async def main(args: argparse.Namespace) -> None:
         for client in clients:
             await client.invoice.aclose()
             await client.credit.aclose()
-    finally:
-        if args.start:
-            for process in processes:
-                process.stop()
 
 
 if __name__ == "__main__":

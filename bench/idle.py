@@ -12,35 +12,21 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import cpu_by_role
-from services.processes import ServiceProcess, wait_ready
-
-SERVICES = ("invoice", "credit", "payments", "reporting")
+from bench.common import cpu_by_role, services_ready
 
 
 def main(args: argparse.Namespace) -> None:
-    processes = [ServiceProcess(name) for name in SERVICES]
-    if args.start:
-        for process in processes:
-            process.start()
-    try:
-        problems = wait_ready(processes, 90)
-        if problems:
-            raise SystemExit(f"services not ready: {problems}")
+    with services_ready(args.start):
         time.sleep(args.settle)
         before, started = cpu_by_role(), time.perf_counter()
         time.sleep(args.seconds)
         after, seconds = cpu_by_role(), time.perf_counter() - started
-        spent = {role: after[role] - before.get(role, 0.0) for role in after}
-        spent.pop("load generator", None)  # this process only sleeps
-        print(f"idle for {seconds:.0f} s, share of one core:")
-        for role, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
-            print(f"    {role:<12} {cpu / seconds:6.1%}")
-        print(f"    {'all':<12} {sum(spent.values()) / seconds:6.1%}")
-    finally:
-        if args.start:
-            for process in processes:
-                process.stop()
+    spent = {role: after[role] - before.get(role, 0.0) for role in after}
+    spent.pop("load generator", None)  # this process only sleeps
+    print(f"idle for {seconds:.0f} s, share of one core:")
+    for role, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"    {role:<12} {cpu / seconds:6.1%}")
+    print(f"    {'all':<12} {sum(spent.values()) / seconds:6.1%}")
 
 
 if __name__ == "__main__":
