@@ -94,6 +94,16 @@ def drop_audit(op: Any, schema: str) -> None:
         op.execute(statement)
 
 
+def set_payload_statistics(op: Any, schema: str, target: int) -> None:
+    """0: ANALYZE collects no statistics on `events.payload`. No query filters on the jsonb
+    column itself, and it was up to a third of what analyzing an events table costs, on a core
+    the slowest issue calls were waiting for (docs/benchmarks.md, "Where the half rate's slowest
+    calls wait"). -1: the server's default again."""
+    op.execute(
+        f"ALTER TABLE {checked_schema(schema)}.events ALTER COLUMN payload SET STATISTICS {int(target)}"
+    )
+
+
 def current_schema() -> str:
     """The schema the running migration targets (a test can point a service at a scratch schema)."""
     return str(context.config.attributes["schema"])

@@ -77,6 +77,29 @@ async def test_service_role_owns_its_schema_and_nothing_else(name: str) -> None:
         await engine.dispose()
 
 
+@pytest.mark.parametrize("name", list(SERVICE_PORTS))
+async def test_analyze_collects_no_statistics_on_event_payloads(name: str) -> None:
+    """Statistics collected before the setting stay in pg_stats (only a superuser could delete
+    them), unused: no query filters on the column, so the setting itself is what is checked."""
+    settings = settings_of(name)
+    await upgrade(name, settings.dsn())
+    engine = make_engine(settings.dsn(), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    """SELECT attname, attstattarget FROM pg_attribute
+                       WHERE attrelid = CAST(:table AS regclass)
+                         AND attname IN ('payload', 'stream_id')"""
+                ),
+                {"table": f"{name}.events"},
+            )
+            targets = {row.attname: row.attstattarget for row in rows}
+    finally:
+        await engine.dispose()
+    assert targets == {"payload": 0, "stream_id": -1}
+
+
 async def test_bi_reader_reads_reporting_only_and_cannot_write() -> None:
     engine = make_engine(
         ServiceSettings(database_url="")
