@@ -25,6 +25,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from opentelemetry import trace
 from sqlalchemy import event, text
@@ -40,6 +41,7 @@ from shared.eventstore.store import (
 )
 from shared.messaging.kafka import Publisher, envelope_headers
 from shared.metrics import EVENTS_PUBLISHED
+from shared.pause import pause
 from shared.topics import event_topic
 from shared.tracing import context_from_traceparent, current_traceparent, tracer
 
@@ -103,7 +105,7 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 if not await self._ensure_leader():
-                    await self._sleep(1.0)
+                    await pause(self._stopping, 1.0)
                     continue
                 self._nudged.clear()  # a commit during the poll wakes the next one at once
                 sent = await self.publish_batch()
@@ -118,11 +120,11 @@ class OutboxRelay:
                 self.stats.refused = str(exc)
                 log.error("relay %s will not publish: %s", self.name, exc)
                 await self._release()
-                await self._sleep(10.0)
+                await pause(self._stopping, 10.0)
             except Exception:
                 log.exception("relay %s failed; retrying in %.1fs", self.name, backoff)
                 await self._release()
-                await self._sleep(backoff)
+                await pause(self._stopping, backoff)
                 backoff = min(backoff * 2, 5.0)
         await self._release()
 
@@ -140,16 +142,7 @@ class OutboxRelay:
         """Until woken, or the poll interval (short while events flow, long when idle) passes."""
         busy = time.monotonic() < self._busy_until
         timeout = self.poll_interval if busy else self.idle_poll_interval
-        try:
-            await asyncio.wait_for(self._nudged.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await pause(self._nudged, timeout)
 
     async def _ensure_leader(self) -> bool:
         if self._conn is not None and not self._conn.closed:
@@ -269,7 +262,13 @@ class OutboxRelay:
         return Position(int(row.xid), row.global_position) if row else Position.start()
 
 
-def waking_session(relay_of: Callable[[], OutboxRelay | None]) -> type[Session]:
+class Wakeable(Protocol):
+    """What a waking session calls after a commit with events: the relay (or a test's stand-in)."""
+
+    def wake(self) -> None: ...
+
+
+def waking_session(relay_of: Callable[[], Wakeable | None]) -> type[Session]:
     """A Session class whose commits wake the relay `relay_of()` returns when they appended events
     (`EventStore.append` marks the session); a rollback forgets the mark."""
 

@@ -37,6 +37,7 @@ from shared.eventstore.store import (
     TransactionIdsBehind,
     row_to_envelope,
 )
+from shared.pause import pause
 
 log = logging.getLogger(__name__)
 
@@ -230,20 +231,14 @@ class ChainSealer:
                     # and with it the advisory lock, and no standby could take over.
                     await conn.invalidate()
                     await conn.close()
-            await self._sleep(1.0)
+            await pause(self._stopping, 1.0)
 
     async def _seal_until_stopped(self, conn: AsyncConnection) -> None:
         while not self._stopping.is_set():
             n = await seal_batch(conn, self.schema)
             self.sealed += n
             if n == 0:
-                await self._sleep(self.poll_interval)
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+                await pause(self._stopping, self.poll_interval)
 
 
 @dataclass(frozen=True)

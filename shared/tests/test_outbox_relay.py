@@ -341,7 +341,7 @@ async def test_only_commits_that_appended_events_wake(
             self.wakes += 1
 
     counter = Counter()
-    sessions = make_sessionmaker(admin_engine, waking_session(lambda: counter))  # type: ignore[arg-type, return-value]
+    sessions = make_sessionmaker(admin_engine, waking_session(lambda: counter))
     await append(sessions, scratch_schema, "committed")
     assert counter.wakes == 1
     async with sessions() as s:

@@ -20,6 +20,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.eventstore.store import EventStore, OutboxRecord, TransactionIdsBehind
 from shared.messaging.kafka import RenewableProducer, make_consumer, make_producer
 from shared.outbox import OutboxRelay, TopicRouter, service_router, waking_session
+from shared.pause import pause
 from shared.settings import ServiceSettings
 from shared.tracing import instrument_engine
 
@@ -248,5 +249,4 @@ async def every(
             await job()
         except Exception:
             log.exception("%s failed; next run in %.0fs", what, seconds)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runtime.stopping.wait(), timeout=seconds)
+        await pause(runtime.stopping, seconds)
