@@ -29,7 +29,12 @@
 : "${LEDGERLINE_KAFKA_CONTROLLER_PORT:=29093}"
 # Word-split on purpose so several JVM flags can be given, e.g. "-Xms256m -Xmx768m".
 : "${LEDGERLINE_KAFKA_HEAP:=-Xmx768m}"
-: "${LEDGERLINE_KAFKA_JVM_OPTS:=-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
+# -XX:TieredStopAtLevel=1: the client compiler only. This broker restarts often (every
+# deploy/up.sh, the fault tests) and shares 2 cores with everything else; for minutes after each
+# start, C2 compiling its produce path took a core for 0.1-0.6 s at a time, and the services'
+# slowest calls waited behind it. C1 alone cost no throughput and less CPU (docs/benchmarks.md,
+# "Kafka's bursts were its JIT compiler"). A long-running broker on its own cores keeps C2.
+: "${LEDGERLINE_KAFKA_JVM_OPTS:=-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:TieredStopAtLevel=1 -Djava.awt.headless=true}"
 
 # Readiness / shutdown timeouts, in seconds. Kafka's count from its log's last line: a broker
 # loading or closing thousands of partitions logs as it goes, and is waited for while it does, up
