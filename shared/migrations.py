@@ -94,14 +94,21 @@ def drop_audit(op: Any, schema: str) -> None:
         op.execute(statement)
 
 
+def set_statistics(op: Any, schema: str, target: int, *columns: str) -> None:
+    """ANALYZE's statistics target for `table.column`s: 0 collects none, -1 the server's default.
+
+    For jsonb columns that no query filters on: the events' payloads and the read models' copies
+    of an aggregate's state (`document`). Their statistics were most of what analyzing such a
+    table costs, and autovacuum runs it on a core the slowest issue calls were waiting for
+    (docs/benchmarks.md, "Where the half rate's slowest calls wait")."""
+    s = checked_schema(schema)
+    for column in columns:
+        table, name = (checked_schema(part) for part in column.split("."))
+        op.execute(f"ALTER TABLE {s}.{table} ALTER COLUMN {name} SET STATISTICS {int(target)}")
+
+
 def set_payload_statistics(op: Any, schema: str, target: int) -> None:
-    """0: ANALYZE collects no statistics on `events.payload`. No query filters on the jsonb
-    column itself, and it was up to a third of what analyzing an events table costs, on a core
-    the slowest issue calls were waiting for (docs/benchmarks.md, "Where the half rate's slowest
-    calls wait"). -1: the server's default again."""
-    op.execute(
-        f"ALTER TABLE {checked_schema(schema)}.events ALTER COLUMN payload SET STATISTICS {int(target)}"
-    )
+    set_statistics(op, schema, target, "events.payload")
 
 
 def current_schema() -> str:

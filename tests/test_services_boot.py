@@ -78,9 +78,11 @@ async def test_service_role_owns_its_schema_and_nothing_else(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(SERVICE_PORTS))
-async def test_analyze_collects_no_statistics_on_event_payloads(name: str) -> None:
-    """Statistics collected before the setting stay in pg_stats (only a superuser could delete
-    them), unused: no query filters on the column, so the setting itself is what is checked."""
+async def test_analyze_collects_no_statistics_on_payloads_and_documents(name: str) -> None:
+    """Every events.payload and every read model's `document` (jsonb nobody filters on) has a
+    statistics target of 0; other columns keep the default. Statistics collected before the
+    setting stay in pg_stats (only a superuser could delete them), unused, so the setting itself
+    is what is checked."""
     settings = settings_of(name)
     await upgrade(name, settings.dsn())
     engine = make_engine(settings.dsn(), pool_size=1)
@@ -88,16 +90,22 @@ async def test_analyze_collects_no_statistics_on_event_payloads(name: str) -> No
         async with engine.connect() as conn:
             rows = await conn.execute(
                 text(
-                    """SELECT attname, attstattarget FROM pg_attribute
-                       WHERE attrelid = CAST(:table AS regclass)
-                         AND attname IN ('payload', 'stream_id')"""
+                    """SELECT c.relname || '.' || a.attname AS col, a.attstattarget
+                       FROM pg_attribute a
+                       JOIN pg_class c ON c.oid = a.attrelid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = :schema AND c.relkind = 'r' AND a.attnum > 0
+                         AND a.attname IN ('payload', 'document', 'stream_id')"""
                 ),
-                {"table": f"{name}.events"},
+                {"schema": name},
             )
-            targets = {row.attname: row.attstattarget for row in rows}
+            targets = {row.col: row.attstattarget for row in rows}
     finally:
         await engine.dispose()
-    assert targets == {"payload": 0, "stream_id": -1}
+    skipped = {col for col in targets if col.endswith((".payload", ".document"))}
+    assert "events.payload" in skipped
+    assert {col: targets[col] for col in skipped} == dict.fromkeys(skipped, 0)
+    assert targets["events.stream_id"] == -1
 
 
 async def test_bi_reader_reads_reporting_only_and_cannot_write() -> None:
