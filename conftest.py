@@ -78,6 +78,12 @@ def sessions(admin_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
+def tenant() -> str:
+    """A fresh tenant per test: tests isolate themselves the way the services isolate callers."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
 async def fresh_topic(kafka_settings: KafkaSettings) -> AsyncIterator[str]:
     """A new topic (and its .dlq), 3 partitions, for one test; deleted after it."""
     async with temporary_topics(kafka_settings, [f"test.{uuid.uuid4().hex[:12]}.v1"]) as topics:

@@ -10,11 +10,45 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.auth import mint_token
+from shared.db import make_engine
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
 from shared.messaging.kafka import Publisher, delete_topics, ensure_topics, envelope_headers
-from shared.settings import KafkaSettings
+from shared.migrations import upgrade
+from shared.settings import AuthSettings, KafkaSettings
+
+
+def bearer(tenant: str, scopes: Iterable[str], subject: str = "erp") -> dict[str, str]:
+    """Headers with a development token for `tenant` holding `scopes`."""
+    token = mint_token(AuthSettings(), subject=subject, tenant_id=tenant, scopes=scopes)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@contextlib.asynccontextmanager
+async def service_engine(
+    service: str, dsn: str, *, pool_size: int = 10
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on the service's schema (migrated to head first), as the service's own role."""
+    await upgrade(service, dsn)
+    engine = make_engine(dsn, pool_size=pool_size, application_name=f"{service}-tests")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def app_client(app: FastAPI, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` in this process, with the app's lifespan (pools, workers) running."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as client,
+    ):
+        yield client
 
 
 def envelope_of(

@@ -22,9 +22,8 @@ from services.payments.api.app import create_app as payments_app
 from services.payments.config import PaymentsSettings
 from services.reporting.api.app import create_app as reporting_app
 from services.reporting.config import ReportingSettings
-from shared.auth import mint_token
 from shared.migrations import upgrade
-from shared.settings import AuthSettings, ServiceSettings
+from shared.settings import ServiceSettings
 
 
 async def eventually(
@@ -69,11 +68,6 @@ async def onboard(
         json={"limit": {"amount": limit, "currency": "EUR"}, "reason": "onboarding"},
     )
     assert r.status_code == 200, r.text
-
-
-def bearer(tenant: str, scopes: tuple[str, ...], subject: str = "erp") -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject=subject, tenant_id=tenant, scopes=scopes)
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass

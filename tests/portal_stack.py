@@ -21,10 +21,8 @@ from services.portal.config import PortalSettings
 from services.portal.gateway.adapter import SandboxGateway
 from services.portal.gateway.sandbox import SandboxGatewaySettings
 from services.portal.gateway.sandbox import create_app as sandbox_app
-from shared.auth import mint_token
 from shared.migrations import upgrade
-from shared.settings import AuthSettings
-from shared.testing import HostRoutes
+from shared.testing import HostRoutes, bearer
 from tests.helpers import in_process
 
 SCOPES = (
@@ -56,8 +54,7 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
 
 
 def back_office(tenant: str) -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject="back-office", tenant_id=tenant, scopes=SCOPES)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(tenant, SCOPES, "back-office")
 
 
 async def onboard(

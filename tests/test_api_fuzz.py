@@ -45,10 +45,9 @@ from services.portal.api.app import create_app as portal_app
 from services.portal.config import PortalSettings
 from services.reporting.api.app import create_app as reporting_app
 from services.reporting.config import ReportingSettings
-from shared.auth import mint_token
 from shared.migrations import upgrade
-from shared.settings import AuthSettings, ServiceSettings
-from shared.testing import HostRoutes
+from shared.settings import ServiceSettings
+from shared.testing import HostRoutes, bearer
 from shared.web.deps import Requires
 
 pytestmark = [
@@ -223,9 +222,7 @@ def schema_of(service: str) -> OpenApiSchema:
 
 
 def auth_headers(tenant: str) -> dict[str, str]:
-    scopes = all_scopes(*(app_of(s) for s in SERVICES))
-    token = mint_token(AuthSettings(), subject="fuzzer", tenant_id=tenant, scopes=scopes)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(tenant, all_scopes(*(app_of(s) for s in SERVICES)), "fuzzer")
 
 
 def _has_input(operation: Any) -> bool:

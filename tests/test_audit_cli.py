@@ -19,8 +19,9 @@ from typer.testing import CliRunner, Result
 from ar.main import app as cli
 from shared.messaging.kafka import envelope_headers, make_producer
 from shared.settings import KafkaSettings
+from shared.testing import bearer
 from shared.topics import event_topic
-from tests.helpers import bearer, eventually, in_process, onboard
+from tests.helpers import eventually, in_process, onboard
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,8 @@ from services.invoice.adapters.credit_client import CreditCheckClient
 from services.invoice.api.app import create_app as invoice_app
 from services.invoice.config import InvoiceSettings
 from services.invoice.tests.credit_stub import credit_stub
-from shared.auth import mint_token
 from shared.migrations import upgrade
-from shared.settings import AuthSettings
+from shared.testing import bearer
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -34,8 +33,7 @@ ADDRESS = {"line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "coun
 
 async def test_an_issued_invoice_is_dunned_by_email_and_its_fee_charged() -> None:
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    token = mint_token(AuthSettings(), subject="ops", tenant_id=tenant, scopes=SCOPES)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(tenant, SCOPES, "ops")
     inv_settings = InvoiceSettings()
     dun_settings = DunningSettings(run_scheduler=False)  # the test runs the workers' jobs
     await upgrade("invoice", inv_settings.dsn())

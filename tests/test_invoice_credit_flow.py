@@ -11,7 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.helpers import bearer, eventually, in_process, onboard
+from shared.testing import bearer
+from tests.helpers import eventually, in_process, onboard
 
 pytestmark = pytest.mark.integration
 

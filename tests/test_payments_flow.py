@@ -22,9 +22,8 @@ from services.invoice.api.app import create_app as invoice_app
 from services.invoice.config import InvoiceSettings
 from services.payments.api.app import create_app as payments_app
 from services.payments.config import PaymentsSettings
-from shared.auth import mint_token
 from shared.migrations import upgrade
-from shared.settings import AuthSettings
+from shared.testing import bearer
 from tests.helpers import eventually, onboard
 
 pytestmark = pytest.mark.integration
@@ -45,8 +44,7 @@ def lines(unit_price: int) -> list[dict[str, Any]]:
 
 async def test_payment_applied_across_services_and_a_rejected_allocation_comes_back() -> None:
     tenant = f"t{uuid.uuid4().hex[:10]}"
-    token = mint_token(AuthSettings(), subject="erp", tenant_id=tenant, scopes=SCOPES)
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(tenant, SCOPES)
     settings = (CreditSettings(), InvoiceSettings(), PaymentsSettings())
     for name, s in zip(("credit", "invoice", "payments"), settings, strict=True):
         await upgrade(name, s.dsn())

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.helpers import bearer, eventually, in_process, onboard
+from shared.testing import bearer
+from tests.helpers import eventually, in_process, onboard
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,10 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
 from shared.settings import TelemetrySettings
+from shared.testing import bearer
 from shared.topics import event_topic
 from shared.tracing import setup_tracing
-from tests.helpers import bearer, in_process, onboard
+from tests.helpers import in_process, onboard
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,8 @@ import httpx
 from services.dunning.adapters.email import SmtpConfig, SmtpSender
 from services.dunning.adapters.smtp_server import LocalSmtpServer
 from services.dunning.application import mailer, scheduler
-from tests.helpers import bearer, eventually, in_process
+from shared.testing import bearer
+from tests.helpers import eventually, in_process
 
 Json = dict[str, Any]
 T = TypeVar("T")

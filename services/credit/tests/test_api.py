@@ -9,18 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.auth import mint_token
-from shared.settings import AuthSettings
+from shared.testing import bearer
 
 pytestmark = pytest.mark.integration
 SCOPES = ("credit:read", "credit:write", "credit:check")
 
 
 def auth(tenant: str, subject: str = "analyst", scopes: tuple[str, ...] = SCOPES) -> dict[str, str]:
-    return {
-        "Authorization": "Bearer "
-        + mint_token(AuthSettings(), subject=subject, tenant_id=tenant, scopes=scopes)
-    }
+    return bearer(tenant, scopes, subject)
 
 
 def eur(amount: int) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from services.dunning.adapters.smtp_server import LocalSmtpServer
 from services.dunning.api.app import create_app
 from services.dunning.config import DunningSettings
 from services.dunning.consumers.invoices import on_invoice_event
-from shared.auth import mint_token
 from shared.consumer import MessageContext
 from shared.contracts.invoice import (
     Address,
@@ -26,38 +25,28 @@ from shared.contracts.invoice import (
     Installment,
     InvoiceIssued,
 )
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_sessionmaker
 from shared.events.registry import EventPayload
 from shared.migrations import upgrade
 from shared.money import Money
-from shared.settings import AuthSettings
-from shared.testing import envelope_of
+from shared.testing import app_client, bearer, envelope_of, service_engine
 
 SCOPES = ("dunning:read", "dunning:write")
 
 
 def auth(tenant: str, scopes: tuple[str, ...] = SCOPES) -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject="collector", tenant_id=tenant, scopes=scopes)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(tenant, scopes, "collector")
 
 
 @pytest.fixture(scope="session")
 async def dunning_engine() -> AsyncIterator[AsyncEngine]:
-    settings = DunningSettings()
-    await upgrade("dunning", settings.dsn())
-    engine = make_engine(settings.dsn(), pool_size=10, application_name="dunning-tests")
-    yield engine
-    await engine.dispose()
+    async with service_engine("dunning", DunningSettings().dsn()) as engine:
+        yield engine
 
 
 @pytest.fixture
 def dunning_sessions(dunning_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(dunning_engine)
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -70,11 +59,7 @@ def smtp() -> Iterator[LocalSmtpServer]:
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     settings = DunningSettings(run_relay=False, run_consumers=False, run_scheduler=False)
     await upgrade("dunning", settings.dsn())
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://d") as client,
-    ):
+    async with app_client(create_app(settings), "http://d") as client:
         yield client
 
 

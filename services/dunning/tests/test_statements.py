@@ -31,7 +31,7 @@ from shared.migrations import upgrade
 from shared.portal_links import PortalLinkSettings, verify_link
 from shared.service_tokens import ServiceTokens
 from shared.settings import AuthSettings
-from shared.testing import envelope_of
+from shared.testing import app_client, envelope_of
 
 pytestmark = pytest.mark.integration
 TODAY = datetime.now(UTC).date()
@@ -60,12 +60,7 @@ async def reporting_engine() -> AsyncIterator[AsyncEngine]:
 async def statements() -> AsyncIterator[StatementClient]:
     """The real reporting app, in-process; dunning's client routed to it."""
     app = reporting_app(ReportingSettings(run_relay=False, run_consumers=False))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://reporting"
-        ) as http,
-    ):
+    async with app_client(app, "http://reporting") as http:
         yield StatementClient("http://reporting", ServiceTokens(AuthSettings()), client=http)
 
 

@@ -15,8 +15,7 @@ from services.invoice.adapters.credit_client import CreditCheckClient
 from services.invoice.api.app import create_app
 from services.invoice.config import InvoiceSettings
 from services.invoice.tests.credit_stub import credit_stub
-from shared.auth import mint_token
-from shared.settings import AuthSettings
+from shared.testing import app_client, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +25,7 @@ WRITE = ("invoices:read", "invoices:write")
 
 
 def auth(tenant: str, scopes: tuple[str, ...] = WRITE) -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject="erp", tenant_id=tenant, scopes=scopes)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(tenant, scopes)
 
 
 @pytest.fixture
@@ -42,11 +40,8 @@ async def make_client(
     base = "http://credit" if credit_app else "http://127.0.0.1:9"
     client = CreditCheckClient(base, transport=transport, timeout_seconds=0.5)
     app = create_app(InvoiceSettings(run_relay=False, run_consumers=False, **settings), client)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://invoice"
-        ) as http:
-            yield http
+    async with app_client(app, "http://invoice") as http:
+        yield http
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from services.invoice.tests.test_api import auth, customer, draft
 from shared.events.envelope import EventEnvelope, aggregate_of
 from shared.messaging.kafka import header
 from shared.settings import KafkaSettings
+from shared.testing import app_client
 from shared.topics import SERVICE_AGGREGATES, event_topic
 
 
@@ -54,12 +55,7 @@ async def test_issued_invoice_reaches_kafka_with_its_trace_and_correlation(
     app = create_app(InvoiceSettings(run_consumers=False), credit)
     correlation = str(uuid.uuid4())
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://invoice"
-            ) as api,
-        ):
+        async with app_client(app, "http://invoice") as api:
             await customer(api, tenant)
             inv = await draft(api, tenant)
             r = await api.post(

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.payments.api.app import create_app
 from services.payments.config import PaymentsSettings
 from services.payments.consumers.invoices import invoice_handler
-from shared.auth import mint_token
 from shared.consumer import MessageContext
 from shared.contracts.invoice import (
     CreditCheckRecord,
@@ -27,21 +26,19 @@ from shared.contracts.invoice import (
     PaymentMethod,
     PaymentTerms,
 )
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_sessionmaker
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
 from shared.migrations import upgrade
 from shared.money import Money
-from shared.settings import AuthSettings
-from shared.testing import envelope_of
+from shared.testing import app_client, bearer, envelope_of, service_engine
 
 SCOPES = ("payments:read", "payments:write")
 TODAY = datetime.now(UTC).date()
 
 
 def auth(tenant: str, scopes: tuple[str, ...] = SCOPES, subject: str = "clerk") -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject=subject, tenant_id=tenant, scopes=scopes)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(tenant, scopes, subject)
 
 
 def money(minor: int, currency: str = "EUR") -> dict[str, Any]:
@@ -54,11 +51,8 @@ def envelope(tenant: str, event: EventPayload, customer: str, stream: str) -> Ev
 
 @pytest.fixture(scope="session")
 async def payments_engine() -> AsyncIterator[AsyncEngine]:
-    settings = PaymentsSettings()
-    await upgrade("payments", settings.dsn())
-    engine = make_engine(settings.dsn(), pool_size=10, application_name="payments-tests")
-    yield engine
-    await engine.dispose()
+    async with service_engine("payments", PaymentsSettings().dsn()) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -67,21 +61,10 @@ def payments_sessions(payments_engine: AsyncEngine) -> async_sessionmaker[AsyncS
 
 
 @pytest.fixture
-def tenant() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     settings = PaymentsSettings(run_relay=False, run_consumers=False)
     await upgrade("payments", settings.dsn())
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://payments"
-        ) as client,
-    ):
+    async with app_client(create_app(settings), "http://payments") as client:
         yield client
 
 

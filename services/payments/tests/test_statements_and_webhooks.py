@@ -16,6 +16,7 @@ from services.payments.config import PaymentsSettings
 from services.payments.domain.webhook import sign
 from services.payments.tests.conftest import TODAY, Feed, auth, issued, money
 from shared.migrations import upgrade
+from shared.testing import app_client
 
 pytestmark = pytest.mark.integration
 
@@ -177,11 +178,7 @@ async def gateway_api(tenant: str) -> Any:
         webhook_secrets={tenant: [SECRET_NEW, SECRET_OLD]},
     )
     await upgrade("payments", settings.dsn())
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as client,
-    ):
+    async with app_client(create_app(settings), "http://p") as client:
         yield client
 
 

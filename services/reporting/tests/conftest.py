@@ -18,32 +18,25 @@ from services.reporting.api.app import create_app
 from services.reporting.config import ReportingSettings
 from services.reporting.projections.projector import Projector
 from services.reporting.projections.tables import Tables
-from shared.auth import mint_token
 from shared.contracts import invoice as inv
 from shared.contracts import payments as pay
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_sessionmaker
 from shared.events.envelope import EventEnvelope
 from shared.events.registry import EventPayload
-from shared.migrations import upgrade
 from shared.money import Money
-from shared.settings import AuthSettings
-from shared.testing import envelope_of
+from shared.testing import app_client, bearer, envelope_of, service_engine
 
 SCOPES = ("reporting:read", "reporting:admin")
 
 
 def auth(tenant: str, scopes: tuple[str, ...] = SCOPES) -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject="analyst", tenant_id=tenant, scopes=scopes)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(tenant, scopes, "analyst")
 
 
 @pytest.fixture(scope="session")
 async def reporting_engine() -> AsyncIterator[AsyncEngine]:
-    settings = ReportingSettings()
-    await upgrade("reporting", settings.dsn())
-    engine = make_engine(settings.dsn(), pool_size=5, application_name="reporting-tests")
-    yield engine
-    await engine.dispose()
+    async with service_engine("reporting", ReportingSettings().dsn(), pool_size=5) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -52,18 +45,9 @@ def reporting_sessions(reporting_engine: AsyncEngine) -> async_sessionmaker[Asyn
 
 
 @pytest.fixture
-def tenant() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     settings = ReportingSettings(run_relay=False, run_consumers=False)
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client,
-    ):
+    async with app_client(create_app(settings), "http://r") as client:
         yield client
 
 
