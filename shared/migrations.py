@@ -98,9 +98,9 @@ def set_statistics(op: Any, schema: str, target: int, *columns: str) -> None:
     """ANALYZE's statistics target for `table.column`s: 0 collects none, -1 the server's default.
 
     For jsonb columns that no query filters on: the events' payloads and the read models' copies
-    of an aggregate's state (`document`). Their statistics were most of what analyzing such a
-    table costs, and autovacuum runs it on a core the slowest issue calls were waiting for
-    (docs/benchmarks.md, "Where the half rate's slowest calls wait")."""
+    of an aggregate's state (`document`). Their statistics were up to a third of an events table's
+    analyze and four fifths of `credit.accounts`', which autovacuum runs on a core the slowest
+    issue calls were waiting for (docs/benchmarks.md, "Kafka's bursts were its JIT compiler")."""
     s = checked_schema(schema)
     for column in columns:
         table, name = (checked_schema(part) for part in column.split("."))
