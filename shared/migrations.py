@@ -107,10 +107,6 @@ def set_statistics(op: Any, schema: str, target: int, *columns: str) -> None:
         op.execute(f"ALTER TABLE {s}.{table} ALTER COLUMN {name} SET STATISTICS {int(target)}")
 
 
-def set_payload_statistics(op: Any, schema: str, target: int) -> None:
-    set_statistics(op, schema, target, "events.payload")
-
-
 def current_schema() -> str:
     """The schema the running migration targets (a test can point a service at a scratch schema)."""
     return str(context.config.attributes["schema"])

@@ -1,4 +1,4 @@
-"""ANALYZE skips the events' payload (see shared.migrations.set_payload_statistics).
+"""ANALYZE skips the events' payload (see shared.migrations.set_statistics).
 
 Revision ID: dunning_0006
 Revises: dunning_0005
@@ -6,7 +6,7 @@ Revises: dunning_0005
 
 from alembic import op
 
-from shared.migrations import current_schema, set_payload_statistics
+from shared.migrations import current_schema, set_statistics
 
 revision = "dunning_0006"
 down_revision = "dunning_0005"
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    set_payload_statistics(op, current_schema(), 0)
+    set_statistics(op, current_schema(), 0, "events.payload")
 
 
 def downgrade() -> None:
-    set_payload_statistics(op, current_schema(), -1)
+    set_statistics(op, current_schema(), -1, "events.payload")

@@ -1,4 +1,4 @@
-"""ANALYZE skips the events' payload (see shared.migrations.set_payload_statistics).
+"""ANALYZE skips the events' payload (see shared.migrations.set_statistics).
 
 Revision ID: reporting_0008
 Revises: reporting_0007
@@ -6,7 +6,7 @@ Revises: reporting_0007
 
 from alembic import op
 
-from shared.migrations import current_schema, set_payload_statistics
+from shared.migrations import current_schema, set_statistics
 
 revision = "reporting_0008"
 down_revision = "reporting_0007"
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    set_payload_statistics(op, current_schema(), 0)
+    set_statistics(op, current_schema(), 0, "events.payload")
 
 
 def downgrade() -> None:
-    set_payload_statistics(op, current_schema(), -1)
+    set_statistics(op, current_schema(), -1, "events.payload")
